@@ -1,0 +1,74 @@
+//! Host calls wrapped so that a host error is logged and absorbed, never a panic (a panic
+//! would take the whole Wasm VM down).
+
+use proxy_wasm::hostcalls;
+use proxy_wasm::types::MapType;
+
+use crate::http::Response;
+
+/// Unix time in milliseconds from Envoy's clock.
+pub fn now_ms() -> u64 {
+    hostcalls::get_current_time()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// All request headers; values that are not UTF-8 are replaced lossily (they can then only fail
+/// checks, never pass them).
+pub fn request_headers() -> Vec<(String, String)> {
+    match hostcalls::get_map_bytes(MapType::HttpRequestHeaders) {
+        Ok(map) => map
+            .into_iter()
+            .map(|(k, v)| (k, String::from_utf8_lossy(&v).into_owned()))
+            .collect(),
+        Err(status) => {
+            log::warn!("mcp-oauth: cannot read request headers: {status:?}");
+            Vec::new()
+        }
+    }
+}
+
+pub fn send_response(response: &Response) {
+    let headers: Vec<(&str, &str)> = response
+        .headers
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.as_str()))
+        .collect();
+    let body = (!response.body.is_empty()).then_some(response.body.as_slice());
+    if let Err(status) = hostcalls::send_http_response(u32::from(response.status), headers, body) {
+        log::warn!("mcp-oauth: cannot send a local response: {status:?}");
+    }
+}
+
+pub fn remove_request_header(name: &str) {
+    if let Err(status) = hostcalls::remove_map_value(MapType::HttpRequestHeaders, name) {
+        log::warn!("mcp-oauth: cannot remove request header {name}: {status:?}");
+    }
+}
+
+pub fn set_request_header(name: &str, value: &str) {
+    if let Err(status) = hostcalls::set_map_value(MapType::HttpRequestHeaders, name, Some(value)) {
+        log::warn!("mcp-oauth: cannot set request header {name}: {status:?}");
+    }
+}
+
+pub fn response_header_present(name: &str) -> bool {
+    matches!(
+        hostcalls::get_map_value_bytes(MapType::HttpResponseHeaders, name),
+        Ok(Some(_))
+    )
+}
+
+pub fn add_response_header(name: &str, value: &str) {
+    if let Err(status) = hostcalls::add_map_value(MapType::HttpResponseHeaders, name, value) {
+        log::warn!("mcp-oauth: cannot add response header {name}: {status:?}");
+    }
+}
+
+pub fn resume_request() {
+    if let Err(status) = hostcalls::resume_http_request() {
+        log::warn!("mcp-oauth: cannot resume a request: {status:?}");
+    }
+}

@@ -1,0 +1,134 @@
+//! Fetching remote JWK Sets through an Envoy cluster: at start, every
+//! `refresh_interval_seconds`, and (rate-limited) when a token names an unknown `kid`.
+//! A failed fetch keeps the last good keys and retries with a growing delay.
+
+use std::time::Duration;
+
+use proxy_wasm::hostcalls;
+
+use crate::config::RemoteJwks;
+use crate::jwt::{Alg, KeySet, KeySource};
+
+/// The largest JWKS document accepted.
+pub const MAX_JWKS_BYTES: usize = 256 * 1024;
+/// Retry delays after failures: 1 s, 2 s, 4 s … capped here (or at the refresh interval).
+const MAX_RETRY_MS: u64 = 30_000;
+
+pub struct JwksFetcher {
+    pub remote: RemoteJwks,
+    in_flight: Option<u32>,
+    next_fetch_ms: u64,
+    last_started_ms: Option<u64>,
+    failures: u32,
+}
+
+impl JwksFetcher {
+    pub fn new(remote: RemoteJwks) -> Self {
+        JwksFetcher {
+            remote,
+            in_flight: None,
+            next_fetch_ms: 0,
+            last_started_ms: None,
+            failures: 0,
+        }
+    }
+
+    pub fn is_due(&self, now_ms: u64) -> bool {
+        self.in_flight.is_none() && now_ms >= self.next_fetch_ms
+    }
+
+    pub fn in_flight(&self) -> bool {
+        self.in_flight.is_some()
+    }
+
+    pub fn owns(&self, token: u32) -> bool {
+        self.in_flight == Some(token)
+    }
+
+    /// Whether a token with an unknown `kid` may trigger a fetch now.
+    pub fn may_refetch(&self, now_ms: u64) -> bool {
+        self.in_flight.is_some()
+            || self.last_started_ms.is_none_or(|t| {
+                now_ms.saturating_sub(t) >= self.remote.min_refetch_interval_seconds * 1000
+            })
+    }
+
+    /// Starts a fetch unless one is running. Returns false if Envoy refused the call
+    /// (for example an unknown cluster); the next tick retries.
+    pub fn start(&mut self, now_ms: u64) -> bool {
+        if self.in_flight.is_some() {
+            return true;
+        }
+        let headers = vec![
+            (":method", "GET"),
+            (":path", self.remote.path.as_str()),
+            (":authority", self.remote.authority.as_str()),
+            ("accept", "application/json, application/jwk-set+json"),
+            ("user-agent", "mcp-oauth-wasm"),
+        ];
+        self.last_started_ms = Some(now_ms);
+        let timeout = Duration::from_millis(self.remote.timeout_ms);
+        match hostcalls::dispatch_http_call(&self.remote.cluster, headers, None, vec![], timeout) {
+            Ok(token) => {
+                self.in_flight = Some(token);
+                true
+            }
+            Err(status) => {
+                log::warn!(
+                    "mcp-oauth: cannot fetch JWKS {} through cluster {}: {status:?}",
+                    self.remote.uri,
+                    self.remote.cluster
+                );
+                self.schedule_retry(now_ms);
+                false
+            }
+        }
+    }
+
+    /// Handles the answer to the fetch: the parsed keys, or why there are none.
+    pub fn finish(
+        &mut self,
+        now_ms: u64,
+        status: Option<&str>,
+        body: Result<Vec<u8>, String>,
+        allowed: &[Alg],
+    ) -> Result<KeySet, String> {
+        self.in_flight = None;
+        let result = parse_answer(status, body, allowed);
+        match &result {
+            Ok(_) => {
+                self.failures = 0;
+                self.next_fetch_ms = now_ms + self.remote.refresh_interval_seconds * 1000;
+            }
+            Err(_) => self.schedule_retry(now_ms),
+        }
+        result
+    }
+
+    fn schedule_retry(&mut self, now_ms: u64) {
+        self.failures = self.failures.saturating_add(1);
+        let backoff = 1000u64.saturating_mul(1 << self.failures.min(10).saturating_sub(1));
+        let cap = MAX_RETRY_MS.min(self.remote.refresh_interval_seconds * 1000);
+        self.next_fetch_ms = now_ms + backoff.min(cap);
+    }
+}
+
+fn parse_answer(
+    status: Option<&str>,
+    body: Result<Vec<u8>, String>,
+    allowed: &[Alg],
+) -> Result<KeySet, String> {
+    match status {
+        Some("200") => {}
+        Some(other) => return Err(format!("HTTP status {other}")),
+        None => return Err("no response".into()),
+    }
+    let body = body?;
+    let doc: serde_json::Value =
+        serde_json::from_slice(&body).map_err(|e| format!("not JSON: {e}"))?;
+    let (set, warnings) = KeySet::from_jwks(&doc, allowed, KeySource::Remote)?;
+    for warning in warnings {
+        log::info!("mcp-oauth: JWKS {warning}");
+    }
+    Ok(set)
+}

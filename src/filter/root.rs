@@ -1,0 +1,229 @@
+//! The root context: loads the config (refusing a bad one), drives JWKS fetches from the
+//! timer, and releases requests that were held waiting for keys.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::time::Duration;
+
+use proxy_wasm::hostcalls;
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::{BufferType, ContextType, MapType};
+
+use crate::config;
+use crate::gateway::Gateway;
+use crate::http::Response;
+
+use super::host;
+use super::http_context::{self, Http};
+use super::jwks::{JwksFetcher, MAX_JWKS_BYTES};
+use super::stats::Stats;
+
+/// Tick while requests wait or a first key set is loading, so waits end on time.
+const FAST_TICK: Duration = Duration::from_millis(100);
+const SLOW_TICK: Duration = Duration::from_secs(1);
+
+/// A request held until its issuer's keys arrive (or its deadline passes).
+pub struct Waiter {
+    pub context_id: u32,
+    pub issuer: usize,
+    pub deadline_ms: u64,
+    pub fallback: Response,
+}
+
+/// Everything one VM shares between its root and its HTTP contexts.
+pub struct VmState {
+    pub gateway: Gateway,
+    pub fetchers: Vec<JwksFetcher>,
+    pub waiters: Vec<Waiter>,
+    pub stats: Stats,
+}
+
+impl VmState {
+    /// The fetcher of `issuer`'s remote keys, if it has any.
+    pub fn fetcher_mut(&mut self, issuer: usize) -> Option<&mut JwksFetcher> {
+        self.fetchers
+            .iter_mut()
+            .find(|f| f.remote.issuer_index == issuer)
+    }
+}
+
+#[derive(Default)]
+pub struct Root {
+    state: Option<Rc<RefCell<VmState>>>,
+    tick: Option<Duration>,
+}
+
+impl Context for Root {
+    fn on_http_call_response(
+        &mut self,
+        token_id: u32,
+        _headers: usize,
+        body_size: usize,
+        _trailers: usize,
+    ) {
+        let Some(state) = self.state.clone() else {
+            return;
+        };
+        let status = hostcalls::get_map_value(MapType::HttpCallResponseHeaders, ":status")
+            .ok()
+            .flatten();
+        let body = if body_size > MAX_JWKS_BYTES {
+            Err(format!("document larger than {MAX_JWKS_BYTES} bytes"))
+        } else {
+            hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size)
+                .ok()
+                .flatten()
+                .ok_or_else(|| "empty body".to_string())
+        };
+        let now = host::now_ms();
+        let issuer = {
+            let mut guard = state.borrow_mut();
+            let vm = &mut *guard;
+            let Some(fetcher) = vm.fetchers.iter_mut().find(|f| f.owns(token_id)) else {
+                return;
+            };
+            let issuer = fetcher.remote.issuer_index;
+            let Some(target) = vm.gateway.verifier.issuers.get_mut(issuer) else {
+                return;
+            };
+            match fetcher.finish(now, status.as_deref(), body, &target.allowed) {
+                Ok(keys) => {
+                    log::info!(
+                        "mcp-oauth: loaded {} key(s) from {}",
+                        keys.entries().len(),
+                        fetcher.remote.uri
+                    );
+                    target.set_remote_keys(keys);
+                    vm.stats.jwks_fetch(true);
+                }
+                Err(reason) => {
+                    log::warn!("mcp-oauth: JWKS fetch from {} failed: {reason}; keeping the last good keys", fetcher.remote.uri);
+                    vm.stats.jwks_fetch(false);
+                }
+            }
+            issuer
+        };
+        self.release_waiters(&state, |w| w.issuer == issuer, false);
+        self.adjust_tick();
+    }
+}
+
+impl RootContext for Root {
+    fn on_configure(&mut self, _size: usize) -> bool {
+        let bytes = hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX)
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        let env = |name: &str| std::env::var(name).ok();
+        let (config, verifier) = match config::parse(&bytes, &env) {
+            Ok(parsed) => parsed,
+            Err(error) => {
+                log::error!("mcp-oauth: {error}");
+                return false;
+            }
+        };
+        let fetchers = config
+            .remote_jwks
+            .iter()
+            .cloned()
+            .map(JwksFetcher::new)
+            .collect();
+        let state = VmState {
+            gateway: Gateway { config, verifier },
+            fetchers,
+            waiters: Vec::new(),
+            stats: Stats::define(),
+        };
+        self.state = Some(Rc::new(RefCell::new(state)));
+        self.start_due_fetches();
+        self.adjust_tick();
+        true
+    }
+
+    fn on_tick(&mut self) {
+        self.start_due_fetches();
+        if let Some(state) = self.state.clone() {
+            let now = host::now_ms();
+            self.release_waiters(&state, |w| w.deadline_ms <= now, true);
+        }
+        self.adjust_tick();
+    }
+
+    fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
+        let state = self.state.clone()?;
+        Some(Box::new(Http::new(context_id, state)))
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+}
+
+impl Root {
+    fn start_due_fetches(&mut self) {
+        let Some(state) = &self.state else { return };
+        let now = host::now_ms();
+        for fetcher in state.borrow_mut().fetchers.iter_mut() {
+            if fetcher.is_due(now) {
+                fetcher.start(now);
+            }
+        }
+    }
+
+    /// Decides again for every waiter that `select` picks; `expired` ones get their fallback.
+    fn release_waiters(
+        &self,
+        state: &Rc<RefCell<VmState>>,
+        select: impl Fn(&Waiter) -> bool,
+        expired: bool,
+    ) {
+        let released: Vec<Waiter> = {
+            let mut vm = state.borrow_mut();
+            let (released, kept) = std::mem::take(&mut vm.waiters)
+                .into_iter()
+                .partition(|w| select(w));
+            vm.waiters = kept;
+            released
+        };
+        for waiter in released {
+            if hostcalls::set_effective_context(waiter.context_id).is_err() {
+                continue;
+            }
+            if expired {
+                log::info!("mcp-oauth: request waited too long for signing keys");
+                host::send_response(&waiter.fallback);
+            } else {
+                http_context::decide_after_wait(state, waiter.fallback);
+            }
+        }
+    }
+
+    /// Ticks fast while something waits or a first key set is loading, slowly while there are
+    /// keys to refresh, and not at all otherwise.
+    fn adjust_tick(&mut self) {
+        let Some(state) = &self.state else { return };
+        let period = {
+            let vm = state.borrow();
+            let loading = vm.fetchers.iter().any(|f| {
+                f.in_flight()
+                    || !vm
+                        .gateway
+                        .verifier
+                        .issuers
+                        .get(f.remote.issuer_index)
+                        .is_some_and(|i| i.remote_loaded())
+            });
+            if !vm.waiters.is_empty() || loading {
+                FAST_TICK
+            } else if !vm.fetchers.is_empty() {
+                SLOW_TICK
+            } else {
+                Duration::ZERO
+            }
+        };
+        if self.tick != Some(period) {
+            self.tick = Some(period);
+            let _ = hostcalls::set_tick_period(period);
+        }
+    }
+}

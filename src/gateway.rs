@@ -1,0 +1,314 @@
+//! The per-request decision: answer, deny, wait for keys, or forward with the verified identity.
+//! Pure: it takes the request, the time and the key state, and never calls the host.
+
+use serde_json::json;
+
+use crate::config::Config;
+use crate::cors;
+use crate::http::{path_is_ambiguous, path_only, Response};
+use crate::jwt::{TokenError, VerifiedToken, Verifier};
+use crate::resource::bearer::{bearer_token, Credential};
+use crate::resource::challenge::Challenge;
+use crate::resource::metadata::{self, PRM_PATH};
+use crate::resource::policy::{access_for, Access};
+
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// The parts of a request the decision reads.
+#[derive(Debug, Default)]
+pub struct Request<'a> {
+    pub method: &'a str,
+    /// `:path`, query included.
+    pub path: &'a str,
+    /// Every `Authorization` header value (more than one is malformed).
+    pub authorization: Vec<&'a str>,
+    pub origin: Option<&'a str>,
+    /// `Access-Control-Request-Method`, present on CORS preflights.
+    pub preflight_method: Option<&'a str>,
+}
+
+/// What the glue should do with the request.
+#[derive(Debug)]
+pub enum Action {
+    /// Send this response; the backend sees nothing.
+    Respond(Response),
+    /// Pass the request on, after removing `Authorization` and every identity header, then
+    /// adding these headers.
+    Forward { headers: Vec<(String, String)> },
+    /// The issuer's keys are missing or stale: hold the request until the key fetch finishes,
+    /// then decide again; send `fallback` if that is not possible.
+    AwaitKeys { issuer: usize, fallback: Response },
+}
+
+/// How a request ended, for stats and logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Allowed,
+    Public,
+    Served,
+    Denied(&'static str),
+}
+
+#[derive(Debug)]
+pub struct Decision {
+    pub action: Action,
+    pub outcome: Outcome,
+    /// Why a request was denied, for the log. Never contains the token.
+    pub detail: Option<String>,
+}
+
+impl Decision {
+    fn respond(response: Response, outcome: Outcome) -> Decision {
+        Decision {
+            action: Action::Respond(response),
+            outcome,
+            detail: None,
+        }
+    }
+
+    fn with_detail(mut self, detail: String) -> Decision {
+        self.detail = Some(detail);
+        self
+    }
+}
+
+/// The checked configuration and the token verifier, built once per VM.
+pub struct Gateway {
+    pub config: Config,
+    pub verifier: Verifier,
+}
+
+impl Gateway {
+    /// Decides what happens to `request` at unix time `now`.
+    pub fn decide(&self, request: &Request, now: u64) -> Decision {
+        let mut decision = self.decide_inner(request, now);
+        let allowed = &self.config.cors_allowed_origins;
+        match &mut decision.action {
+            Action::Respond(response) => {
+                *response = cors::decorate(
+                    std::mem::replace(response, empty()),
+                    allowed,
+                    request.origin,
+                )
+            }
+            Action::AwaitKeys { fallback, .. } => {
+                *fallback = cors::decorate(
+                    std::mem::replace(fallback, empty()),
+                    allowed,
+                    request.origin,
+                )
+            }
+            Action::Forward { .. } => {}
+        }
+        decision
+    }
+
+    fn decide_inner(&self, request: &Request, now: u64) -> Decision {
+        let config = &self.config;
+        if request.method == "OPTIONS"
+            && request.preflight_method.is_some()
+            && request.origin.is_some()
+            && !config.cors_allowed_origins.is_empty()
+        {
+            let response = cors::preflight(&config.cors_allowed_origins, request.origin);
+            return Decision::respond(response, Outcome::Served);
+        }
+        if path_is_ambiguous(request.path) {
+            let challenge = Challenge {
+                resource_metadata: &metadata::metadata_url(config, "/"),
+                scopes: &[],
+            };
+            return Decision::respond(
+                challenge.invalid_request("The request path is not in normal form"),
+                Outcome::Denied("bad_request"),
+            )
+            .with_detail(format!(
+                "ambiguous path {}",
+                sanitize(path_only(request.path))
+            ));
+        }
+        let path = path_only(request.path);
+        if path == config.health_path {
+            return Decision::respond(self.health(), Outcome::Served);
+        }
+        if path == PRM_PATH || path.starts_with(&format!("{PRM_PATH}/")) {
+            return self.metadata(request.method, path);
+        }
+        let (resource, scopes, prefix) = match access_for(config, request.method, request.path) {
+            Access::Public => {
+                return Decision {
+                    action: Action::Forward { headers: vec![] },
+                    outcome: Outcome::Public,
+                    detail: None,
+                }
+            }
+            Access::Protected(route) => (
+                route.resource.as_str(),
+                route.scopes.as_slice(),
+                route.prefix.as_str(),
+            ),
+            Access::Authenticated => (config.resource.as_str(), &[][..], "/"),
+        };
+        let metadata_url = metadata::metadata_url(config, prefix);
+        let challenge = Challenge {
+            resource_metadata: &metadata_url,
+            scopes,
+        };
+        let token = match bearer_token(&request.authorization) {
+            Credential::Bearer(token) => token,
+            Credential::None => {
+                return Decision::respond(
+                    challenge.missing_token(),
+                    Outcome::Denied("missing_token"),
+                )
+                .with_detail(format!("no bearer token for {}", sanitize(path)))
+            }
+            Credential::Malformed(why) => {
+                return Decision::respond(
+                    challenge.invalid_request(why),
+                    Outcome::Denied("bad_request"),
+                )
+                .with_detail(why.to_string())
+            }
+        };
+        let verified = match self.verifier.verify(token, resource, now) {
+            Ok(verified) => verified,
+            Err(error) => return self.token_error(&challenge, error, path),
+        };
+        let missing: Vec<&String> = scopes
+            .iter()
+            .filter(|s| !verified.scopes.contains(s))
+            .collect();
+        if !missing.is_empty() {
+            let mut wanted = verified.scopes.clone();
+            wanted.extend(missing.iter().map(|s| (*s).clone()));
+            let step_up = Challenge {
+                resource_metadata: &metadata_url,
+                scopes: &wanted,
+            };
+            let names: Vec<&str> = missing.iter().map(|s| s.as_str()).collect();
+            let description = format!("The access token lacks the scope {}", names.join(" "));
+            return Decision::respond(
+                step_up.insufficient_scope(&description),
+                Outcome::Denied("insufficient_scope"),
+            )
+            .with_detail(format!(
+                "insufficient scope for {}: missing {} (sub {})",
+                sanitize(path),
+                names.join(" "),
+                sanitize(verified.subject.as_deref().unwrap_or("-"))
+            ));
+        }
+        Decision {
+            action: Action::Forward {
+                headers: self.identity_headers(&verified),
+            },
+            outcome: Outcome::Allowed,
+            detail: None,
+        }
+    }
+
+    fn token_error(&self, challenge: &Challenge, error: TokenError, path: &str) -> Decision {
+        let detail = format!("token refused for {}: {}", sanitize(path), error.reason());
+        match error {
+            TokenError::KeysNotLoaded { issuer } => {
+                let fallback = Response::oauth_error(
+                    503,
+                    "temporarily_unavailable",
+                    "The token signing keys are not loaded yet; retry shortly",
+                )
+                .with_header("retry-after", "5");
+                Decision {
+                    action: Action::AwaitKeys { issuer, fallback },
+                    outcome: Outcome::Denied("keys_unavailable"),
+                    detail: Some(detail),
+                }
+            }
+            TokenError::UnknownKeyId { issuer } => Decision {
+                action: Action::AwaitKeys {
+                    issuer,
+                    fallback: challenge.invalid_token(error.description()),
+                },
+                outcome: Outcome::Denied("invalid_token"),
+                detail: Some(detail),
+            },
+            TokenError::Expired => Decision::respond(
+                challenge.invalid_token(error.description()),
+                Outcome::Denied("expired"),
+            )
+            .with_detail(detail),
+            _ => Decision::respond(
+                challenge.invalid_token(error.description()),
+                Outcome::Denied("invalid_token"),
+            )
+            .with_detail(detail),
+        }
+    }
+
+    fn identity_headers(&self, token: &VerifiedToken) -> Vec<(String, String)> {
+        let names = &self.config.identity_headers;
+        let scopes = token.scopes.join(" ");
+        [
+            (&names.subject, token.subject.as_deref()),
+            (&names.client_id, token.client_id.as_deref()),
+            (&names.scopes, Some(scopes.as_str())),
+            (&names.issuer, Some(token.issuer.as_str())),
+        ]
+        .into_iter()
+        .filter_map(|(name, value)| {
+            let value = value.filter(|v| !v.is_empty() && !v.chars().any(char::is_control))?;
+            Some((name.clone()?, value.to_string()))
+        })
+        .collect()
+    }
+
+    fn metadata(&self, method: &str, path: &str) -> Decision {
+        if method != "GET" && method != "HEAD" {
+            return Decision::respond(
+                Response::oauth_error(405, "invalid_request", "Use GET")
+                    .with_header("allow", "GET, HEAD, OPTIONS"),
+                Outcome::Served,
+            );
+        }
+        match metadata::document_for(&self.config, path) {
+            Some(doc) => Decision::respond(
+                Response::json(200, &doc).replace_header("cache-control", "public, max-age=300"),
+                Outcome::Served,
+            ),
+            None => Decision::respond(
+                Response::oauth_error(
+                    404,
+                    "not_found",
+                    "No protected resource metadata at this path",
+                ),
+                Outcome::Served,
+            ),
+        }
+    }
+
+    /// Health for load balancers: 503 until every issuer with fetched keys has loaded them once.
+    pub fn health(&self) -> Response {
+        let keys_loaded = self.verifier.issuers.iter().all(|i| i.keys_loaded());
+        let status = if keys_loaded { "ok" } else { "starting" };
+        Response::json(
+            if keys_loaded { 200 } else { 503 },
+            &json!({ "status": status, "keys_loaded": keys_loaded, "version": VERSION }),
+        )
+    }
+}
+
+fn empty() -> Response {
+    Response {
+        status: 0,
+        headers: vec![],
+        body: vec![],
+    }
+}
+
+/// Request data in logs: printable, bounded, never a header value that could carry a secret.
+fn sanitize(text: &str) -> String {
+    text.chars().filter(|c| !c.is_control()).take(200).collect()
+}
+
+#[cfg(test)]
+mod tests;

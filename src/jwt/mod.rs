@@ -1,0 +1,9 @@
+//! JWT verification: algorithms, keys and the access-token rules.
+
+mod alg;
+mod keys;
+mod verify;
+
+pub use alg::{Alg, KeyFamily};
+pub use keys::{decode_b64url, KeyEntry, KeySet, KeySource, VerifyKey, MAX_KEYS_PER_SET};
+pub use verify::{Issuer, TokenError, VerifiedToken, Verifier};

@@ -1,0 +1,26 @@
+//! mcp-oauth-wasm: OAuth 2.1 for any MCP server, as a proxy-wasm filter for Envoy.
+//!
+//! The crate is a host-independent core (config, JWT verification, the per-request decision,
+//! metadata), unit-tested natively, and a thin proxy-wasm layer in [`filter`] that is compiled
+//! only for `wasm32`. The core never calls the host: it takes the request, the time and the
+//! key state, and returns a decision.
+
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing
+    )
+)]
+
+pub mod config;
+pub mod cors;
+pub mod gateway;
+pub mod http;
+pub mod jwt;
+pub mod resource;
+
+#[cfg(target_arch = "wasm32")]
+mod filter;

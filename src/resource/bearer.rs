@@ -1,0 +1,79 @@
+//! The bearer token from `Authorization` (RFC 6750 §2.1), the only place a token is taken from.
+
+/// What the `Authorization` header(s) of a request hold.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Credential<'a> {
+    /// No `Authorization` header, or one with another scheme (such as Basic).
+    None,
+    Bearer(&'a str),
+    /// More than one header, or `Bearer` with an empty or spaced value: a malformed request.
+    Malformed(&'static str),
+}
+
+/// Reads the bearer token. The scheme is case-insensitive (RFC 7235); the token must be
+/// token68 characters, which also keeps it out of any header we build.
+pub fn bearer_token<'a>(authorization: &[&'a str]) -> Credential<'a> {
+    let value = match authorization {
+        [] => return Credential::None,
+        [one] => *one,
+        _ => return Credential::Malformed("More than one Authorization header"),
+    };
+    let value = value.trim();
+    let (scheme, rest) = match value.split_once(' ') {
+        Some((scheme, rest)) => (scheme, rest.trim_start()),
+        None => (value, ""),
+    };
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Credential::None;
+    }
+    if rest.is_empty() {
+        return Credential::Malformed("The Bearer authorization header has no token");
+    }
+    if !rest.bytes().all(is_token68) {
+        return Credential::Malformed("The bearer token contains invalid characters");
+    }
+    Credential::Bearer(rest)
+}
+
+fn is_token68(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/' | b'=')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scheme_is_case_insensitive() {
+        for header in ["Bearer abc.def", "bearer abc.def", "BEARER  abc.def"] {
+            assert_eq!(bearer_token(&[header]), Credential::Bearer("abc.def"));
+        }
+    }
+
+    #[test]
+    fn other_schemes_count_as_no_token() {
+        assert_eq!(bearer_token(&["Basic dXNlcjpwdw=="]), Credential::None);
+        assert_eq!(bearer_token(&[]), Credential::None);
+        assert_eq!(bearer_token(&["Bearertoken"]), Credential::None);
+    }
+
+    #[test]
+    fn malformed_headers_are_reported() {
+        assert!(matches!(
+            bearer_token(&["Bearer"]),
+            Credential::Malformed(_)
+        ));
+        assert!(matches!(
+            bearer_token(&["Bearer a b"]),
+            Credential::Malformed(_)
+        ));
+        assert!(matches!(
+            bearer_token(&["Bearer a\"b"]),
+            Credential::Malformed(_)
+        ));
+        assert!(matches!(
+            bearer_token(&["Bearer a", "Bearer b"]),
+            Credential::Malformed(_)
+        ));
+    }
+}

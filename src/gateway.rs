@@ -3,6 +3,9 @@
 
 use serde_json::json;
 
+use crate::authz::context::{AuthRequest, Ctx};
+use crate::authz::{self, state, Endpoint};
+use crate::config::authz::AuthServerConfig;
 use crate::config::Config;
 use crate::cors;
 use crate::http::{path_is_ambiguous, path_only, Response};
@@ -11,6 +14,7 @@ use crate::resource::bearer::{bearer_token, Credential};
 use crate::resource::challenge::Challenge;
 use crate::resource::metadata::{self, PRM_PATH};
 use crate::resource::policy::{access_for, Access};
+use crate::store::Store;
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
@@ -25,6 +29,10 @@ pub struct Request<'a> {
     pub origin: Option<&'a str>,
     /// `Access-Control-Request-Method`, present on CORS preflights.
     pub preflight_method: Option<&'a str>,
+    pub cookie: Option<&'a str>,
+    pub content_type: Option<&'a str>,
+    /// The peer address, for rate limits.
+    pub client_address: Option<&'a str>,
 }
 
 /// What the glue should do with the request.
@@ -38,6 +46,9 @@ pub enum Action {
     /// The issuer's keys are missing or stale: hold the request until the key fetch finishes,
     /// then decide again; send `fallback` if that is not possible.
     AwaitKeys { issuer: usize, fallback: Response },
+    /// An authorization-server endpoint needs the body: buffer it (at most
+    /// `authz::MAX_BODY_BYTES`), then call `Gateway::decide_with_body`.
+    ReadBody,
 }
 
 /// How a request ended, for stats and logs.
@@ -45,7 +56,12 @@ pub enum Action {
 pub enum Outcome {
     Allowed,
     Public,
+    /// Health and CORS preflights, answered by the filter.
     Served,
+    /// A metadata document (or its 404/405), answered by the filter.
+    Metadata,
+    /// An authorization-server endpoint answered (named).
+    Authz(&'static str),
     Denied(&'static str),
 }
 
@@ -80,8 +96,81 @@ pub struct Gateway {
 
 impl Gateway {
     /// Decides what happens to `request` at unix time `now`.
-    pub fn decide(&self, request: &Request, now: u64) -> Decision {
-        let mut decision = self.decide_inner(request, now);
+    pub fn decide(&self, request: &Request, now: u64, store: &mut dyn Store) -> Decision {
+        let decision = self.decide_inner(request, now, store);
+        self.with_cors(decision, request)
+    }
+
+    /// Answers an authorization-server request whose body has been read.
+    pub fn decide_with_body(
+        &self,
+        request: &Request,
+        body: &[u8],
+        now: u64,
+        store: &mut dyn Store,
+    ) -> Decision {
+        let decision = match self.authorization_server_endpoint(request) {
+            Some((config, endpoint)) => {
+                self.serve_authz(config, endpoint, request, body, now, store)
+            }
+            None => Decision::respond(
+                Response::oauth_error(404, "not_found", "Not found"),
+                Outcome::Served,
+            ),
+        };
+        self.with_cors(decision, request)
+    }
+
+    fn authorization_server_endpoint(
+        &self,
+        request: &Request,
+    ) -> Option<(&AuthServerConfig, Endpoint)> {
+        let config = self.config.authorization_server.as_ref()?;
+        Some((config, Endpoint::for_path(config, path_only(request.path))?))
+    }
+
+    fn serve_authz(
+        &self,
+        config: &AuthServerConfig,
+        endpoint: Endpoint,
+        request: &Request,
+        body: &[u8],
+        now: u64,
+        store: &mut dyn Store,
+    ) -> Decision {
+        let mut resources: Vec<String> = vec![self.config.resource.clone()];
+        for route in &self.config.routes {
+            if !resources.contains(&route.resource) {
+                resources.push(route.resource.clone());
+            }
+        }
+        let mut ctx = Ctx {
+            config,
+            origin: &self.config.origin,
+            resources: &resources,
+            verifier: &self.verifier,
+            store,
+            now,
+        };
+        let auth_request = AuthRequest {
+            method: request.method,
+            path: request.path,
+            authorization: request.authorization.first().copied(),
+            cookie: request.cookie,
+            content_type: request.content_type,
+            client_address: request.client_address,
+            body,
+        };
+        let response = authz::handle(&mut ctx, endpoint, &auth_request);
+        let outcome = if endpoint == Endpoint::Metadata {
+            Outcome::Metadata
+        } else {
+            Outcome::Authz(endpoint.name())
+        };
+        Decision::respond(response, outcome)
+    }
+
+    fn with_cors(&self, mut decision: Decision, request: &Request) -> Decision {
         let allowed = &self.config.cors_allowed_origins;
         match &mut decision.action {
             Action::Respond(response) => {
@@ -98,12 +187,12 @@ impl Gateway {
                     request.origin,
                 )
             }
-            Action::Forward { .. } => {}
+            Action::Forward { .. } | Action::ReadBody => {}
         }
         decision
     }
 
-    fn decide_inner(&self, request: &Request, now: u64) -> Decision {
+    fn decide_inner(&self, request: &Request, now: u64, store: &mut dyn Store) -> Decision {
         let config = &self.config;
         if request.method == "OPTIONS"
             && request.preflight_method.is_some()
@@ -133,6 +222,16 @@ impl Gateway {
         }
         if path == PRM_PATH || path.starts_with(&format!("{PRM_PATH}/")) {
             return self.metadata(request.method, path);
+        }
+        if let Some((config, endpoint)) = self.authorization_server_endpoint(request) {
+            if endpoint.reads_body(request.method) {
+                return Decision {
+                    action: Action::ReadBody,
+                    outcome: Outcome::Authz(endpoint.name()),
+                    detail: None,
+                };
+            }
+            return self.serve_authz(config, endpoint, request, &[], now, store);
         }
         let (resource, scopes, prefix) = match access_for(config, request.method, request.path) {
             Access::Public => {
@@ -175,6 +274,17 @@ impl Gateway {
             Ok(verified) => verified,
             Err(error) => return self.token_error(&challenge, error, path),
         };
+        if verified
+            .jwt_id
+            .as_deref()
+            .is_some_and(|jti| state::access_token_revoked(store, jti))
+        {
+            return Decision::respond(
+                challenge.invalid_token("The access token was revoked"),
+                Outcome::Denied("invalid_token"),
+            )
+            .with_detail(format!("revoked token for {}", sanitize(path)));
+        }
         let missing: Vec<&String> = scopes
             .iter()
             .filter(|s| !verified.scopes.contains(s))
@@ -267,13 +377,13 @@ impl Gateway {
             return Decision::respond(
                 Response::oauth_error(405, "invalid_request", "Use GET")
                     .with_header("allow", "GET, HEAD, OPTIONS"),
-                Outcome::Served,
+                Outcome::Metadata,
             );
         }
         match metadata::document_for(&self.config, path) {
             Some(doc) => Decision::respond(
                 Response::json(200, &doc).replace_header("cache-control", "public, max-age=300"),
-                Outcome::Served,
+                Outcome::Metadata,
             ),
             None => Decision::respond(
                 Response::oauth_error(
@@ -281,7 +391,7 @@ impl Gateway {
                     "not_found",
                     "No protected resource metadata at this path",
                 ),
-                Outcome::Served,
+                Outcome::Metadata,
             ),
         }
     }

@@ -11,16 +11,23 @@
         clippy::unwrap_used,
         clippy::expect_used,
         clippy::panic,
-        clippy::indexing_slicing
+        clippy::indexing_slicing,
+        clippy::string_slice
     )
 )]
 
+pub mod authz;
 pub mod config;
 pub mod cors;
+pub mod form;
 pub mod gateway;
 pub mod http;
 pub mod jwt;
+pub mod random;
 pub mod resource;
+pub mod seal;
+pub mod secret_hash;
+pub mod store;
 
 #[cfg(target_arch = "wasm32")]
 mod filter;

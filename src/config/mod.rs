@@ -3,6 +3,8 @@
 //! Every error names the field path (`issuers[0].remote_jwks.uri`) and the reason, because a
 //! bad config makes Envoy refuse the filter and the log line is all the operator gets.
 
+pub mod authz;
+mod authz_raw;
 mod raw;
 mod uri;
 
@@ -10,7 +12,7 @@ use std::fmt;
 
 pub use raw::Unmatched;
 use raw::{RawConfig, RawIssuer, RawRemoteJwks, RawRoute, RawSecret};
-pub use uri::{canonical_resource_uri, origin_of};
+pub use uri::{canonical_resource_uri, is_loopback, origin_of};
 
 use crate::jwt::{Alg, Issuer, KeySet, KeySource, Verifier};
 
@@ -99,6 +101,8 @@ pub struct Config {
     pub health_path: String,
     pub cors_allowed_origins: Vec<String>,
     pub remote_jwks: Vec<RemoteJwks>,
+    /// The built-in authorization server, when enabled.
+    pub authorization_server: Option<authz::AuthServerConfig>,
 }
 
 /// Parses and checks the plugin configuration. `env` reads environment variables (the Wasm VM's
@@ -138,13 +142,22 @@ fn build(
         url::Url::parse(doc)
             .map_err(|e| ConfigError::at("resource_documentation", format!("not a URL: {e}")))?;
     }
-    if raw.authorization_servers.is_empty() {
+    let authorization_server = raw
+        .authorization_server
+        .map(|section| authz::build(section, &origin, env))
+        .transpose()?;
+    let authorization_servers = match (raw.authorization_servers, &authorization_server) {
+        (Some(list), _) => list,
+        (None, Some((as_config, _))) => vec![as_config.issuer.clone()],
+        (None, None) => vec![],
+    };
+    if authorization_servers.is_empty() {
         return Err(ConfigError::at(
             "authorization_servers",
             "list at least one authorization server (clients need one to get a token)",
         ));
     }
-    for (i, server) in raw.authorization_servers.iter().enumerate() {
+    for (i, server) in authorization_servers.iter().enumerate() {
         canonical_resource_uri(server)
             .map_err(|r| ConfigError::at(format!("authorization_servers[{i}]"), r))?;
     }
@@ -159,7 +172,8 @@ fn build(
             "must be between 256 and 1048576",
         ));
     }
-    if raw.issuers.is_empty() {
+    let raw_issuers = raw.issuers.unwrap_or_default();
+    if raw_issuers.is_empty() && authorization_server.is_none() {
         return Err(ConfigError::at(
             "issuers",
             "list at least one trusted token issuer",
@@ -167,7 +181,7 @@ fn build(
     }
     let mut issuers = Vec::new();
     let mut remote_jwks = Vec::new();
-    for (i, raw_issuer) in raw.issuers.into_iter().enumerate() {
+    for (i, raw_issuer) in raw_issuers.into_iter().enumerate() {
         let path = format!("issuers[{i}]");
         if issuers
             .iter()
@@ -179,6 +193,26 @@ fn build(
         issuers.push(issuer);
         remote_jwks.extend(remote);
     }
+    // The built-in server's own tokens are trusted without further config.
+    let authorization_server = match authorization_server {
+        Some((as_config, trusted_keys)) => {
+            if issuers.iter().any(|x| x.issuer == as_config.issuer) {
+                return Err(ConfigError::at(
+                    "issuers",
+                    "the built-in authorization server's issuer is trusted automatically; do not list it",
+                ));
+            }
+            let algs = vec![Alg::ES256, Alg::HS256];
+            issuers.push(Issuer::new(
+                as_config.issuer.clone(),
+                algs,
+                trusted_keys,
+                false,
+            ));
+            Some(as_config)
+        }
+        None => None,
+    };
     let routes = match raw.routes {
         None => vec![Route {
             prefix: "/".into(),
@@ -226,7 +260,7 @@ fn build(
         origin,
         resource_name: raw.resource_name,
         resource_documentation: raw.resource_documentation,
-        authorization_servers: raw.authorization_servers,
+        authorization_servers,
         scopes_supported,
         routes,
         public_paths,
@@ -235,6 +269,7 @@ fn build(
         health_path,
         cors_allowed_origins,
         remote_jwks,
+        authorization_server,
     };
     let verifier = Verifier {
         issuers,

@@ -14,10 +14,12 @@ pub struct RawConfig {
     pub resource_name: Option<String>,
     #[serde(default)]
     pub resource_documentation: Option<String>,
-    pub authorization_servers: Vec<String>,
+    #[serde(default)]
+    pub authorization_servers: Option<Vec<String>>,
     #[serde(default)]
     pub scopes_supported: Option<Vec<String>>,
-    pub issuers: Vec<RawIssuer>,
+    #[serde(default)]
+    pub issuers: Option<Vec<RawIssuer>>,
     #[serde(default, deserialize_with = "opt_whole_number")]
     pub leeway_seconds: Option<u64>,
     #[serde(default, deserialize_with = "opt_whole_number")]
@@ -34,6 +36,8 @@ pub struct RawConfig {
     pub health_path: Option<String>,
     #[serde(default)]
     pub cors: Option<RawCors>,
+    #[serde(default)]
+    pub authorization_server: Option<super::authz_raw::RawAuthServer>,
 }
 
 /// One trusted token issuer and where its keys come from.

@@ -2,7 +2,7 @@
 //! would take the whole Wasm VM down).
 
 use proxy_wasm::hostcalls;
-use proxy_wasm::types::MapType;
+use proxy_wasm::types::{BufferType, MapType};
 
 use crate::http::Response;
 
@@ -28,6 +28,22 @@ pub fn request_headers() -> Vec<(String, String)> {
             Vec::new()
         }
     }
+}
+
+/// The downstream peer address (`ip:port`), for rate limits.
+pub fn source_address() -> Option<String> {
+    hostcalls::get_property(vec!["source", "address"])
+        .ok()
+        .flatten()
+        .and_then(|b| String::from_utf8(b).ok())
+}
+
+/// The buffered request body (the body callback paused until the end of the stream).
+pub fn request_body(size: usize) -> Vec<u8> {
+    hostcalls::get_buffer(BufferType::HttpRequestBody, 0, size)
+        .ok()
+        .flatten()
+        .unwrap_or_default()
 }
 
 pub fn send_response(response: &Response) {

@@ -6,12 +6,14 @@ use std::rc::Rc;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action as HostAction;
 
+use crate::authz::MAX_BODY_BYTES;
 use crate::cors;
 use crate::gateway::{Action, Decision, Outcome, Request};
 use crate::http::Response;
 
 use super::host;
 use super::root::{VmState, Waiter};
+use super::shared_store::SharedStore;
 
 pub struct Http {
     context_id: u32,
@@ -19,6 +21,8 @@ pub struct Http {
     /// The request's `Origin`, kept to add CORS headers to the backend's response.
     origin: Option<String>,
     forwarded: bool,
+    /// Headers of a request held while its body is read (authorization-server endpoints).
+    held: Option<Vec<(String, String)>>,
 }
 
 impl Http {
@@ -28,21 +32,20 @@ impl Http {
             state,
             origin: None,
             forwarded: false,
+            held: None,
         }
     }
 }
 
-/// Reads the request headers and asks the core; no borrow of the state outlives this call,
-/// so host calls made afterwards cannot re-enter a borrowed state.
-fn decide_now(state: &Rc<RefCell<VmState>>) -> (Decision, Option<String>) {
-    let headers = host::request_headers();
+/// The parts of the headers the core reads.
+fn request_view<'a>(headers: &'a [(String, String)], address: Option<&'a str>) -> Request<'a> {
     let value = |name: &str| {
         headers
             .iter()
             .find(|(n, _)| n == name)
             .map(|(_, v)| v.as_str())
     };
-    let request = Request {
+    Request {
         method: value(":method").unwrap_or(""),
         path: value(":path").unwrap_or(""),
         authorization: headers
@@ -52,18 +55,57 @@ fn decide_now(state: &Rc<RefCell<VmState>>) -> (Decision, Option<String>) {
             .collect(),
         origin: value("origin"),
         preflight_method: value("access-control-request-method"),
-    };
-    let now_secs = host::now_ms() / 1000;
-    let vm = state.borrow();
-    let decision = vm.gateway.decide(&request, now_secs);
-    vm.stats.record(decision.outcome);
+        cookie: value("cookie"),
+        content_type: value("content-type"),
+        client_address: address,
+    }
+}
+
+fn log_decision(decision: &Decision) {
     if let Some(detail) = &decision.detail {
         match decision.outcome {
             Outcome::Denied(reason) => log::info!("mcp-oauth: denied ({reason}): {detail}"),
             _ => log::debug!("mcp-oauth: {detail}"),
         }
     }
-    (decision, request.origin.map(str::to_string))
+}
+
+/// Reads the request headers and asks the core; no borrow of the state outlives this call,
+/// so host calls made afterwards cannot re-enter a borrowed state.
+fn decide_now(state: &Rc<RefCell<VmState>>) -> (Decision, Vec<(String, String)>) {
+    let headers = host::request_headers();
+    let address = host::source_address();
+    let request = request_view(&headers, address.as_deref());
+    let now_secs = host::now_ms() / 1000;
+    let vm = state.borrow();
+    let decision = vm.gateway.decide(&request, now_secs, &mut SharedStore);
+    vm.stats.record(decision.outcome);
+    log_decision(&decision);
+    drop(vm);
+    (decision, headers)
+}
+
+/// Answers a held authorization-server request now that its body is here.
+fn decide_with_body(state: &Rc<RefCell<VmState>>, headers: &[(String, String)], body: &[u8]) {
+    let address = host::source_address();
+    let request = request_view(headers, address.as_deref());
+    let now_secs = host::now_ms() / 1000;
+    let decision = {
+        let vm = state.borrow();
+        let decision = vm
+            .gateway
+            .decide_with_body(&request, body, now_secs, &mut SharedStore);
+        log_decision(&decision);
+        decision
+    };
+    match decision.action {
+        Action::Respond(response) => host::send_response(&response),
+        _ => host::send_response(&Response::oauth_error(
+            500,
+            "server_error",
+            "Unexpected decision",
+        )),
+    }
 }
 
 /// Removes the client's token and any identity headers it sent, then adds the verified ones.
@@ -92,7 +134,7 @@ pub fn decide_after_wait(state: &Rc<RefCell<VmState>>, fallback: Response) {
     let (decision, _) = decide_now(state);
     match decision.action {
         Action::Respond(response) => host::send_response(&response),
-        Action::AwaitKeys { .. } => host::send_response(&fallback),
+        Action::AwaitKeys { .. } | Action::ReadBody => host::send_response(&fallback),
         Action::Forward { headers } => {
             forward(state, &headers);
             host::resume_request();
@@ -101,9 +143,12 @@ pub fn decide_after_wait(state: &Rc<RefCell<VmState>>, fallback: Response) {
 }
 
 impl HttpContext for Http {
-    fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> HostAction {
-        let (decision, origin) = decide_now(&self.state);
-        self.origin = origin;
+    fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> HostAction {
+        let (decision, headers) = decide_now(&self.state);
+        self.origin = headers
+            .iter()
+            .find(|(n, _)| n == "origin")
+            .map(|(_, v)| v.clone());
         match decision.action {
             Action::Respond(response) => {
                 host::send_response(&response);
@@ -115,7 +160,37 @@ impl HttpContext for Http {
                 HostAction::Continue
             }
             Action::AwaitKeys { issuer, fallback } => self.wait_for_keys(issuer, fallback),
+            Action::ReadBody if end_of_stream => {
+                decide_with_body(&self.state, &headers, &[]);
+                HostAction::Pause
+            }
+            Action::ReadBody => {
+                self.held = Some(headers);
+                HostAction::Pause
+            }
         }
+    }
+
+    fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> HostAction {
+        let Some(headers) = &self.held else {
+            return HostAction::Continue;
+        };
+        if body_size > MAX_BODY_BYTES {
+            self.held = None;
+            host::send_response(&Response::oauth_error(
+                413,
+                "invalid_request",
+                "The request body is too large",
+            ));
+            return HostAction::Pause;
+        }
+        if !end_of_stream {
+            return HostAction::Pause;
+        }
+        let body = host::request_body(body_size);
+        decide_with_body(&self.state, headers, &body);
+        self.held = None;
+        HostAction::Pause
     }
 
     fn on_http_response_headers(
@@ -145,7 +220,8 @@ impl Http {
         let now = host::now_ms();
         let mut vm = self.state.borrow_mut();
         let wait_ms = vm.fetcher_mut(issuer).and_then(|fetcher| {
-            (fetcher.may_refetch(now) && fetcher.start(now))
+            fetcher
+                .request_refetch(now)
                 .then_some(fetcher.remote.startup_wait_ms)
         });
         match wait_ms {

@@ -17,6 +17,8 @@ const MAX_RETRY_MS: u64 = 30_000;
 pub struct JwksFetcher {
     pub remote: RemoteJwks,
     in_flight: Option<u32>,
+    /// When the running fetch started; a fetch with no answer long after its timeout is lost.
+    in_flight_since_ms: u64,
     next_fetch_ms: u64,
     last_started_ms: Option<u64>,
     failures: u32,
@@ -27,14 +29,38 @@ impl JwksFetcher {
         JwksFetcher {
             remote,
             in_flight: None,
+            in_flight_since_ms: 0,
             next_fetch_ms: 0,
             last_started_ms: None,
             failures: 0,
         }
     }
 
-    pub fn is_due(&self, now_ms: u64) -> bool {
+    /// True when the root should start a fetch now. A fetch that never answered (Envoy drops
+    /// the answer if its context went away) is forgotten after its timeout plus a margin.
+    pub fn is_due(&mut self, now_ms: u64) -> bool {
+        let lost_after = self.remote.timeout_ms + 2000;
+        if self.in_flight.is_some() && now_ms.saturating_sub(self.in_flight_since_ms) > lost_after {
+            log::warn!(
+                "mcp-oauth: JWKS fetch from {} got no answer; retrying",
+                self.remote.uri
+            );
+            self.in_flight = None;
+        }
         self.in_flight.is_none() && now_ms >= self.next_fetch_ms
+    }
+
+    /// Asks the root to fetch at its next tick (a token named an unknown `kid`). Fetches are
+    /// only ever dispatched by the root context, whose callback receives the answer.
+    pub fn request_refetch(&mut self, now_ms: u64) -> bool {
+        if self.in_flight.is_some() {
+            return true;
+        }
+        if !self.may_refetch(now_ms) {
+            return false;
+        }
+        self.next_fetch_ms = self.next_fetch_ms.min(now_ms);
+        true
     }
 
     pub fn in_flight(&self) -> bool {
@@ -46,7 +72,7 @@ impl JwksFetcher {
     }
 
     /// Whether a token with an unknown `kid` may trigger a fetch now.
-    pub fn may_refetch(&self, now_ms: u64) -> bool {
+    fn may_refetch(&self, now_ms: u64) -> bool {
         self.in_flight.is_some()
             || self.last_started_ms.is_none_or(|t| {
                 now_ms.saturating_sub(t) >= self.remote.min_refetch_interval_seconds * 1000
@@ -71,6 +97,7 @@ impl JwksFetcher {
         match hostcalls::dispatch_http_call(&self.remote.cluster, headers, None, vec![], timeout) {
             Ok(token) => {
                 self.in_flight = Some(token);
+                self.in_flight_since_ms = now_ms;
                 true
             }
             Err(status) => {

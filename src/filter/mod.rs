@@ -6,6 +6,7 @@ mod host;
 mod http_context;
 mod jwks;
 mod root;
+mod shared_store;
 mod stats;
 
 use proxy_wasm::types::LogLevel;

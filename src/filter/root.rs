@@ -19,8 +19,8 @@ use super::jwks::{JwksFetcher, MAX_JWKS_BYTES};
 use super::stats::Stats;
 
 /// Tick while requests wait or a first key set is loading, so waits end on time.
-const FAST_TICK: Duration = Duration::from_millis(100);
-const SLOW_TICK: Duration = Duration::from_secs(1);
+const FAST_TICK: Duration = Duration::from_millis(50);
+const IDLE_TICK: Duration = Duration::from_millis(250);
 
 /// A request held until its issuer's keys arrive (or its deadline passes).
 pub struct Waiter {
@@ -134,6 +134,9 @@ impl RootContext for Root {
             waiters: Vec::new(),
             stats: Stats::define(),
         };
+        if state.gateway.config.authorization_server.is_some() {
+            super::shared_store::create_code_shards();
+        }
         self.state = Some(Rc::new(RefCell::new(state)));
         self.start_due_fetches();
         self.adjust_tick();
@@ -213,12 +216,14 @@ impl Root {
                         .get(f.remote.issuer_index)
                         .is_some_and(|i| i.remote_loaded())
             });
-            if !vm.waiters.is_empty() || loading {
-                FAST_TICK
-            } else if !vm.fetchers.is_empty() {
-                SLOW_TICK
-            } else {
+            // A request may ask for a refetch at any time, so a VM with fetched keys keeps
+            // ticking often enough to start it promptly; an idle tick costs next to nothing.
+            if vm.fetchers.is_empty() {
                 Duration::ZERO
+            } else if !vm.waiters.is_empty() || loading {
+                FAST_TICK
+            } else {
+                IDLE_TICK
             }
         };
         if self.tick != Some(period) {

@@ -14,12 +14,23 @@ const DENIAL_REASONS: [&str; 6] = [
     "keys_unavailable",
 ];
 
+const AUTHZ_ENDPOINTS: [&str; 6] = [
+    "authorize",
+    "token",
+    "register",
+    "revoke",
+    "introspect",
+    "jwks",
+];
+
 /// Counter ids, defined once per VM.
 #[derive(Default)]
 pub struct Stats {
     allowed: Option<u32>,
     public: Option<u32>,
     served: Option<u32>,
+    metadata: Option<u32>,
+    authz: Vec<(&'static str, Option<u32>)>,
     denied: Vec<(&'static str, Option<u32>)>,
     jwks_ok: Option<u32>,
     jwks_failed: Option<u32>,
@@ -47,6 +58,11 @@ impl Stats {
             allowed: counter("mcp_oauth.requests.allowed"),
             public: counter("mcp_oauth.requests.public"),
             served: counter("mcp_oauth.requests.served"),
+            metadata: counter("mcp_oauth.metadata.served"),
+            authz: AUTHZ_ENDPOINTS
+                .iter()
+                .map(|e| (*e, counter(&format!("mcp_oauth.authz.{e}"))))
+                .collect(),
             denied: DENIAL_REASONS
                 .iter()
                 .map(|r| (*r, counter(&format!("mcp_oauth.requests.denied.{r}"))))
@@ -61,6 +77,15 @@ impl Stats {
             Outcome::Allowed => bump(self.allowed),
             Outcome::Public => bump(self.public),
             Outcome::Served => bump(self.served),
+            Outcome::Metadata => bump(self.metadata),
+            Outcome::Authz(endpoint) => {
+                let id = self
+                    .authz
+                    .iter()
+                    .find(|(e, _)| *e == endpoint)
+                    .and_then(|(_, id)| *id);
+                bump(id)
+            }
             Outcome::Denied(reason) => {
                 let id = self
                     .denied

@@ -1,4 +1,9 @@
 use super::*;
+use crate::store::MemoryStore;
+
+fn decide(g: &Gateway, request: &Request, now: u64) -> Decision {
+    g.decide(request, now, &mut MemoryStore::default())
+}
 use crate::config;
 use jwt_simple::prelude::*;
 use serde_json::{json, Value};
@@ -69,7 +74,7 @@ fn body(r: &Response) -> Value {
 #[test]
 fn no_token_gets_401_with_route_metadata_and_scope() {
     let g = gateway();
-    let d = g.decide(&get("/mcp", vec![]), NOW);
+    let d = decide(&g, &get("/mcp", vec![]), NOW);
     assert_eq!(d.outcome, Outcome::Denied("missing_token"));
     let r = response(d);
     assert_eq!(r.status, 401);
@@ -84,7 +89,7 @@ fn valid_token_is_forwarded_with_identity() {
     let g = gateway();
     let t = token("mcp:tools", RESOURCE);
     let auth = format!("Bearer {t}");
-    let d = g.decide(&get("/mcp", vec![&auth]), NOW);
+    let d = decide(&g, &get("/mcp", vec![&auth]), NOW);
     assert_eq!(d.outcome, Outcome::Allowed);
     let Action::Forward { headers } = d.action else {
         panic!()
@@ -104,7 +109,7 @@ fn valid_token_is_forwarded_with_identity() {
 fn route_resource_is_the_audience() {
     let g = gateway();
     let for_mcp = format!("Bearer {}", token("mcp:tools", RESOURCE));
-    let r = response(g.decide(&get("/sse", vec![&for_mcp]), NOW));
+    let r = response(decide(&g, &get("/sse", vec![&for_mcp]), NOW));
     assert_eq!(r.status, 401);
     assert_eq!(
         body(&r)["error_description"],
@@ -115,7 +120,7 @@ fn route_resource_is_the_audience() {
         token("mcp:tools", "https://mcp.example.com/sse")
     );
     assert_eq!(
-        g.decide(&get("/sse", vec![&for_sse]), NOW).outcome,
+        decide(&g, &get("/sse", vec![&for_sse]), NOW).outcome,
         Outcome::Allowed
     );
 }
@@ -124,7 +129,7 @@ fn route_resource_is_the_audience() {
 fn missing_scope_gets_403_asking_for_granted_plus_needed() {
     let g = gateway();
     let auth = format!("Bearer {}", token("profile", RESOURCE));
-    let r = response(g.decide(&get("/mcp", vec![&auth]), NOW));
+    let r = response(decide(&g, &get("/mcp", vec![&auth]), NOW));
     assert_eq!(r.status, 403);
     let h = r.header("www-authenticate").unwrap();
     assert!(h.starts_with("Bearer error=\"insufficient_scope\""), "{h}");
@@ -136,7 +141,7 @@ fn missing_scope_gets_403_asking_for_granted_plus_needed() {
 fn expired_token_is_counted_as_expired() {
     let g = gateway();
     let auth = format!("Bearer {}", token("mcp:tools", RESOURCE));
-    let d = g.decide(&get("/mcp", vec![&auth]), NOW + 2000);
+    let d = decide(&g, &get("/mcp", vec![&auth]), NOW + 2000);
     assert_eq!(d.outcome, Outcome::Denied("expired"));
     let r = response(d);
     assert!(r
@@ -148,7 +153,7 @@ fn expired_token_is_counted_as_expired() {
 #[test]
 fn malformed_authorization_is_400() {
     let g = gateway();
-    let r = response(g.decide(&get("/mcp", vec!["Bearer a", "Bearer b"]), NOW));
+    let r = response(decide(&g, &get("/mcp", vec!["Bearer a", "Bearer b"]), NOW));
     assert_eq!(r.status, 400);
     assert_eq!(body(&r)["error"], "invalid_request");
 }
@@ -158,24 +163,24 @@ fn methods_limit_a_route() {
     let g = gateway();
     let auth = format!("Bearer {}", token("mcp:tools", RESOURCE));
     let mut req = get("/admin", vec![&auth]);
-    assert_eq!(response(g.decide(&req, NOW)).status, 403);
+    assert_eq!(response(decide(&g, &req, NOW)).status, 403);
     req.method = "GET";
-    assert_eq!(g.decide(&req, NOW).outcome, Outcome::Allowed);
+    assert_eq!(decide(&g, &req, NOW).outcome, Outcome::Allowed);
 }
 
 #[test]
 fn public_paths_and_unmatched_allow_pass_without_token() {
     let g = gateway_with(json!({"public_paths": ["/static"], "unmatched": "allow"}));
     assert_eq!(
-        g.decide(&get("/static/app.js", vec![]), NOW).outcome,
+        decide(&g, &get("/static/app.js", vec![]), NOW).outcome,
         Outcome::Public
     );
     assert_eq!(
-        g.decide(&get("/elsewhere", vec![]), NOW).outcome,
+        decide(&g, &get("/elsewhere", vec![]), NOW).outcome,
         Outcome::Public
     );
     assert_eq!(
-        g.decide(&get("/mcp", vec![]), NOW).outcome,
+        decide(&g, &get("/mcp", vec![]), NOW).outcome,
         Outcome::Denied("missing_token")
     );
 }
@@ -183,7 +188,7 @@ fn public_paths_and_unmatched_allow_pass_without_token() {
 #[test]
 fn unmatched_paths_need_a_token_by_default() {
     let g = gateway();
-    let r = response(g.decide(&get("/other", vec![]), NOW));
+    let r = response(decide(&g, &get("/other", vec![]), NOW));
     assert_eq!(r.status, 401);
     assert!(r
         .header("www-authenticate")
@@ -194,7 +199,7 @@ fn unmatched_paths_need_a_token_by_default() {
 #[test]
 fn dot_segments_cannot_reach_a_protected_path_through_a_public_one() {
     let g = gateway();
-    let r = response(g.decide(&get("/health/../mcp", vec![]), NOW));
+    let r = response(decide(&g, &get("/health/../mcp", vec![]), NOW));
     assert_eq!(r.status, 400);
 }
 
@@ -206,7 +211,7 @@ fn both_metadata_forms_are_served_and_never_401() {
         vec!["Bearer garbage"],
     );
     req.method = "GET";
-    let root = response(g.decide(&req, NOW));
+    let root = response(decide(&g, &req, NOW));
     assert_eq!(root.status, 200);
     assert_eq!(
         body(&root),
@@ -220,13 +225,13 @@ fn both_metadata_forms_are_served_and_never_401() {
     );
     req.path = "/.well-known/oauth-protected-resource/sse";
     assert_eq!(
-        body(&response(g.decide(&req, NOW)))["resource"],
+        body(&response(decide(&g, &req, NOW)))["resource"],
         "https://mcp.example.com/sse"
     );
     req.path = "/.well-known/oauth-protected-resource/mcp";
-    assert_eq!(body(&response(g.decide(&req, NOW)))["resource"], RESOURCE);
+    assert_eq!(body(&response(decide(&g, &req, NOW)))["resource"], RESOURCE);
     req.path = "/.well-known/oauth-protected-resource/nope";
-    assert_eq!(response(g.decide(&req, NOW)).status, 404);
+    assert_eq!(response(decide(&g, &req, NOW)).status, 404);
 }
 
 #[test]
@@ -239,7 +244,7 @@ fn cors_preflight_is_answered_and_responses_are_readable() {
         preflight_method: Some("POST"),
         ..Default::default()
     };
-    let r = response(g.decide(&req, NOW));
+    let r = response(decide(&g, &req, NOW));
     assert_eq!(r.status, 204);
     assert_eq!(r.header("access-control-allow-origin"), Some("*"));
     assert!(r
@@ -248,7 +253,7 @@ fn cors_preflight_is_answered_and_responses_are_readable() {
         .contains("authorization"));
     let mut req = get("/mcp", vec![]);
     req.origin = Some("https://app.example");
-    let r = response(g.decide(&req, NOW));
+    let r = response(decide(&g, &req, NOW));
     assert_eq!(
         r.header("access-control-expose-headers")
             .map(|h| h.contains("www-authenticate")),
@@ -262,11 +267,11 @@ fn cors_can_be_limited_to_listed_origins() {
     let mut req = get("/mcp", vec![]);
     req.origin = Some("https://evil.example");
     assert_eq!(
-        response(g.decide(&req, NOW)).header("access-control-allow-origin"),
+        response(decide(&g, &req, NOW)).header("access-control-allow-origin"),
         None
     );
     req.origin = Some("https://good.example");
-    let r = response(g.decide(&req, NOW));
+    let r = response(decide(&g, &req, NOW));
     assert_eq!(
         r.header("access-control-allow-origin"),
         Some("https://good.example")
@@ -279,7 +284,7 @@ fn health_reports_keys_and_version() {
     let g = gateway();
     let mut req = get("/health", vec![]);
     req.method = "GET";
-    let r = response(g.decide(&req, NOW));
+    let r = response(decide(&g, &req, NOW));
     assert_eq!(r.status, 200);
     assert_eq!(
         body(&r),
@@ -293,7 +298,7 @@ fn remote_keys_not_loaded_means_wait_then_503() {
         "issuers": [{"issuer": ISS, "remote_jwks": {"uri": "https://auth.example.com/jwks", "cluster": "jwks"}}]
     }));
     let auth = format!("Bearer {}", token("mcp:tools", RESOURCE));
-    let d = g.decide(&get("/mcp", vec![&auth]), NOW);
+    let d = decide(&g, &get("/mcp", vec![&auth]), NOW);
     let Action::AwaitKeys { issuer, fallback } = d.action else {
         panic!()
     };
@@ -302,5 +307,5 @@ fn remote_keys_not_loaded_means_wait_then_503() {
     assert_eq!(body(&fallback)["error"], "temporarily_unavailable");
     let mut req = get("/health", vec![]);
     req.method = "GET";
-    assert_eq!(response(g.decide(&req, NOW)).status, 503);
+    assert_eq!(response(decide(&g, &req, NOW)).status, 503);
 }

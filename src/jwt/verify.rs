@@ -70,6 +70,9 @@ pub struct VerifiedToken {
     pub client_id: Option<String>,
     pub scopes: Vec<String>,
     pub expires_at: u64,
+    pub issued_at: Option<u64>,
+    pub jwt_id: Option<String>,
+    pub audiences: Vec<String>,
 }
 
 /// Why a token was refused. Descriptions are safe to show the client: they never echo the token.
@@ -174,6 +177,20 @@ impl Verifier {
         audience: &str,
         now: u64,
     ) -> Result<VerifiedToken, TokenError> {
+        let verified = self.verify_for_any_audience(token, now)?;
+        if !verified.audiences.iter().any(|a| a == audience) {
+            return Err(TokenError::WrongAudience);
+        }
+        Ok(verified)
+    }
+
+    /// Verifies everything but the audience (for introspection and revocation, which serve
+    /// every resource of this server).
+    pub fn verify_for_any_audience(
+        &self,
+        token: &str,
+        now: u64,
+    ) -> Result<VerifiedToken, TokenError> {
         if token.len() > self.max_token_bytes {
             return Err(TokenError::TooLong);
         }
@@ -237,7 +254,7 @@ impl Verifier {
         let mut last_error = TokenError::BadSignature;
         for candidate in candidates {
             match candidate.key.verify::<AccessClaims>(token, options.clone()) {
-                Ok(claims) => return finish(claims, audience),
+                Ok(claims) => return finish(claims),
                 Err(error) => {
                     last_error = map_error(&error);
                     if last_error != TokenError::BadSignature {
@@ -252,7 +269,9 @@ impl Verifier {
 
 fn map_error(error: &jwt_simple::Error) -> TokenError {
     match error.downcast_ref::<JWTError>() {
-        Some(JWTError::InvalidSignature) => TokenError::BadSignature,
+        Some(JWTError::InvalidSignature | JWTError::InvalidAuthenticationTag) => {
+            TokenError::BadSignature
+        }
         Some(JWTError::TokenHasExpired) => TokenError::Expired,
         Some(JWTError::TokenNotValidYet) => TokenError::NotYetValid,
         Some(JWTError::ClockDrift) => TokenError::IssuedInFuture,
@@ -265,19 +284,17 @@ fn map_error(error: &jwt_simple::Error) -> TokenError {
 }
 
 /// Checks what `jwt-simple` leaves to us and extracts the identity.
-fn finish(claims: JWTClaims<AccessClaims>, audience: &str) -> Result<VerifiedToken, TokenError> {
+fn finish(claims: JWTClaims<AccessClaims>) -> Result<VerifiedToken, TokenError> {
     let expires_at = claims
         .expires_at
         .ok_or(TokenError::MissingExpiry)?
         .as_secs();
-    let audience_ok = match &claims.audiences {
-        Some(Audiences::AsString(aud)) => aud == audience,
-        Some(Audiences::AsSet(set)) => set.contains(audience),
-        None => false,
+    let mut audiences: Vec<String> = match &claims.audiences {
+        Some(Audiences::AsString(aud)) => vec![aud.clone()],
+        Some(Audiences::AsSet(set)) => set.iter().cloned().collect(),
+        None => vec![],
     };
-    if !audience_ok {
-        return Err(TokenError::WrongAudience);
-    }
+    audiences.sort();
     let custom = claims.custom;
     let client_id = custom
         .client_id
@@ -291,6 +308,9 @@ fn finish(claims: JWTClaims<AccessClaims>, audience: &str) -> Result<VerifiedTok
         client_id,
         scopes: scopes_of(custom.scope.as_ref(), custom.scp.as_ref())?,
         expires_at,
+        issued_at: claims.issued_at.map(|t| t.as_secs()),
+        jwt_id: claims.jwt_id,
+        audiences,
     })
 }
 

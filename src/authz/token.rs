@@ -1,0 +1,304 @@
+//! `POST /oauth/token`: the authorization-code (PKCE), refresh-token (rotating) and
+//! client-credentials grants, with RFC 6749 §5.2 errors.
+
+use serde_json::json;
+
+use super::clients::{self, AuthError, Authenticated};
+use super::context::{json_error, method_not_allowed, too_many_requests, AuthRequest, Ctx};
+use super::grants::{self, AccessToken, Refresh};
+use super::scope;
+use super::state::{self, Rotation};
+use crate::form::Params;
+use crate::http::Response;
+
+pub fn handle(ctx: &mut Ctx, req: &AuthRequest) -> Response {
+    if req.method != "POST" {
+        return method_not_allowed("POST");
+    }
+    if req.media_type() != "application/x-www-form-urlencoded" {
+        return json_error(
+            400,
+            "invalid_request",
+            "Send the parameters as application/x-www-form-urlencoded",
+        );
+    }
+    let form = match Params::parse(req.body) {
+        Ok(form) => form,
+        Err(name) => {
+            return json_error(
+                400,
+                "invalid_request",
+                &format!("Parameter {name} is repeated"),
+            )
+        }
+    };
+    let limits = ctx.config.rate_limits;
+    if let Err(wait) = state::rate_limit(
+        ctx.store,
+        &format!("token-ip:{}", req.address()),
+        limits.token_per_minute_per_address,
+        ctx.now,
+    ) {
+        return too_many_requests(wait);
+    }
+    let auth = match clients::authenticate(ctx.config, req.authorization, &form) {
+        Ok(auth) => auth,
+        Err(error) => return client_error(error),
+    };
+    if let Err(wait) = state::rate_limit(
+        ctx.store,
+        &format!("token-client:{}", auth.client.client_id),
+        limits.token_per_minute_per_client,
+        ctx.now,
+    ) {
+        return too_many_requests(wait);
+    }
+    let Some(grant_type) = form.get("grant_type") else {
+        return json_error(400, "invalid_request", "grant_type is required");
+    };
+    if !matches!(
+        grant_type,
+        "authorization_code" | "refresh_token" | "client_credentials"
+    ) {
+        return json_error(
+            400,
+            "unsupported_grant_type",
+            "Use authorization_code, refresh_token or client_credentials",
+        );
+    }
+    if !auth.client.allows_grant(grant_type) {
+        return json_error(
+            400,
+            "unauthorized_client",
+            &format!("This client may not use {grant_type}"),
+        );
+    }
+    match grant_type {
+        "authorization_code" => authorization_code(ctx, &auth, &form),
+        "refresh_token" => refresh_token(ctx, &auth, &form),
+        _ => client_credentials(ctx, &auth, &form),
+    }
+}
+
+/// `invalid_client` is 401, with `WWW-Authenticate: Basic` when the client tried Basic.
+pub fn client_error(error: AuthError) -> Response {
+    match error {
+        AuthError::InvalidRequest(why) => json_error(400, "invalid_request", why),
+        AuthError::InvalidClient { basic } => {
+            let response = json_error(401, "invalid_client", "Client authentication failed");
+            if basic {
+                response.with_header(
+                    "www-authenticate",
+                    "Basic realm=\"mcp-oauth\", charset=\"UTF-8\"",
+                )
+            } else {
+                response
+            }
+        }
+    }
+}
+
+fn invalid_grant(description: &str) -> Response {
+    json_error(400, "invalid_grant", description)
+}
+
+fn unavailable() -> Response {
+    json_error(
+        503,
+        "temporarily_unavailable",
+        "The grant state could not be updated; retry",
+    )
+}
+
+fn authorization_code(ctx: &mut Ctx, auth: &Authenticated, form: &Params) -> Response {
+    let Some(code_text) = form.get("code") else {
+        return json_error(400, "invalid_request", "code is required");
+    };
+    let Some(verifier) = form.get("code_verifier") else {
+        return json_error(400, "invalid_request", "code_verifier is required (PKCE)");
+    };
+    let Some(code) = grants::open_code(ctx.config, code_text) else {
+        return invalid_grant("The authorization code is invalid");
+    };
+    if code.exp < ctx.now {
+        return invalid_grant("The authorization code expired");
+    }
+    if code.client_id != auth.client.client_id {
+        return invalid_grant("The authorization code was issued to another client");
+    }
+    if form.get("redirect_uri") != Some(code.redirect_uri.as_str()) {
+        return invalid_grant("redirect_uri does not match the authorization request");
+    }
+    if !super::pkce::verify(&code.code_challenge, verifier) {
+        return invalid_grant("The code_verifier does not match the code_challenge");
+    }
+    if let Some(resource) = form.get("resource") {
+        if resource != code.resource {
+            return json_error(
+                400,
+                "invalid_target",
+                "resource differs from the authorization request",
+            );
+        }
+    }
+    match state::redeem_code_once(ctx.store, &code.jti, code.exp, ctx.now) {
+        Ok(true) => {}
+        Ok(false) => {
+            // RFC 9700 §4.2.4: a replayed code revokes what the first redemption got.
+            let _ = state::revoke_family(
+                ctx.store,
+                &code.jti,
+                ctx.now + ctx.config.refresh_token_ttl,
+                ctx.now + ctx.config.access_token_ttl,
+            );
+            return invalid_grant("The authorization code was already used");
+        }
+        Err(_) => return unavailable(),
+    }
+    let refresh = auth.client.allows_grant("refresh_token").then(|| Refresh {
+        fam: code.jti.clone(),
+        gen: 0,
+        client_id: code.client_id.clone(),
+        scope: code.scope.clone(),
+        resource: code.resource.clone(),
+        sub: code.sub.clone(),
+        exp: ctx.now + ctx.config.refresh_token_ttl,
+    });
+    let access = match mint(ctx, &code.sub, &code.client_id, &code.scope, &code.resource) {
+        Ok(access) => access,
+        Err(response) => return response,
+    };
+    if let Some(r) = &refresh {
+        if state::start_family(ctx.store, &r.fam, r.exp, &access.jti).is_err() {
+            return unavailable();
+        }
+    }
+    issue(ctx, access, &code.scope, refresh)
+}
+
+fn refresh_token(ctx: &mut Ctx, auth: &Authenticated, form: &Params) -> Response {
+    let Some(text) = form.get("refresh_token") else {
+        return json_error(400, "invalid_request", "refresh_token is required");
+    };
+    let Some(old) = grants::open_refresh(ctx.config, text) else {
+        return invalid_grant("The refresh token is invalid");
+    };
+    if old.exp < ctx.now {
+        return invalid_grant("The refresh token expired");
+    }
+    if old.client_id != auth.client.client_id {
+        return invalid_grant("The refresh token was issued to another client");
+    }
+    if let Some(resource) = form.get("resource") {
+        if resource != old.resource {
+            return json_error(
+                400,
+                "invalid_target",
+                "resource differs from the original grant",
+            );
+        }
+    }
+    let granted = scope::split(&old.scope);
+    let scope = match form.get("scope") {
+        Some(requested) => {
+            let requested = scope::split(requested);
+            if !requested.iter().all(|s| granted.contains(s)) {
+                return json_error(
+                    400,
+                    "invalid_scope",
+                    "A refresh cannot add scopes to the grant",
+                );
+            }
+            requested.join(" ")
+        }
+        None => old.scope.clone(),
+    };
+    let exp = ctx.now + ctx.config.refresh_token_ttl;
+    let access = match mint(ctx, &old.sub, &old.client_id, &scope, &old.resource) {
+        Ok(access) => access,
+        Err(response) => return response,
+    };
+    let access_exp = ctx.now + ctx.config.access_token_ttl;
+    match state::rotate_family(ctx.store, &old.fam, old.gen, exp, &access.jti, access_exp) {
+        Ok(Rotation::Rotated) => {}
+        Ok(Rotation::Reused) => {
+            return invalid_grant("The refresh token was already used; the grant is revoked")
+        }
+        Ok(Rotation::Revoked) => return invalid_grant("The grant was revoked"),
+        Err(_) => return unavailable(),
+    }
+    let next = Refresh {
+        gen: old.gen + 1,
+        exp,
+        scope: old.scope.clone(),
+        ..old.clone()
+    };
+    issue(ctx, access, &scope, Some(next))
+}
+
+fn client_credentials(ctx: &mut Ctx, auth: &Authenticated, form: &Params) -> Response {
+    if !auth.with_secret {
+        return json_error(
+            400,
+            "unauthorized_client",
+            "client_credentials needs a confidential client",
+        );
+    }
+    let client = &auth.client;
+    let scope = match form.get("scope") {
+        Some(requested) => {
+            let requested = scope::split(requested);
+            if let Some(bad) = requested
+                .iter()
+                .find(|s| !scope::known(ctx.config, s) || !client.allows_scope(s))
+            {
+                return json_error(
+                    400,
+                    "invalid_scope",
+                    &format!("Scope {bad} is not available to this client"),
+                );
+            }
+            requested.join(" ")
+        }
+        None => scope::default_for(ctx.config, client).join(" "),
+    };
+    let resource = match scope::resource(ctx.resources, form.get("resource")) {
+        Ok(r) => r,
+        Err(response) => return response,
+    };
+    let access = match mint(ctx, &client.client_id, &client.client_id, &scope, &resource) {
+        Ok(access) => access,
+        Err(response) => return response,
+    };
+    issue(ctx, access, &scope, None)
+}
+
+fn mint(
+    ctx: &Ctx,
+    sub: &str,
+    client_id: &str,
+    scope: &str,
+    resource: &str,
+) -> Result<AccessToken, Response> {
+    grants::mint_access_token(ctx.config, sub, client_id, scope, resource, ctx.now)
+        .ok_or_else(|| json_error(500, "server_error", "Could not sign the token"))
+}
+
+/// The token response (RFC 6749 §5.1).
+fn issue(ctx: &Ctx, access: AccessToken, scope: &str, refresh: Option<Refresh>) -> Response {
+    let mut body = json!({
+        "access_token": access.token,
+        "token_type": "Bearer",
+        "expires_in": ctx.config.access_token_ttl,
+        "scope": scope,
+    });
+    if let Some(refresh) = refresh {
+        let Some(sealed) = grants::seal_refresh(ctx.config, &refresh) else {
+            return json_error(500, "server_error", "Could not seal the refresh token");
+        };
+        if let Some(obj) = body.as_object_mut() {
+            obj.insert("refresh_token".into(), json!(sealed));
+        }
+    }
+    Response::json(200, &body).with_header("pragma", "no-cache")
+}

@@ -3,8 +3,9 @@
 
 use serde_json::json;
 
+use crate::authz::cimd::Fetch;
 use crate::authz::context::{AuthRequest, Ctx};
-use crate::authz::{self, state, Endpoint};
+use crate::authz::{self, state, Endpoint, Reply};
 use crate::config::authz::AuthServerConfig;
 use crate::config::Config;
 use crate::cors;
@@ -49,6 +50,9 @@ pub enum Action {
     /// An authorization-server endpoint needs the body: buffer it (at most
     /// `authz::MAX_BODY_BYTES`), then call `Gateway::decide_with_body`.
     ReadBody,
+    /// A client metadata document is needed: fetch it, hand the answer to
+    /// `Gateway::accept_client_metadata`, then decide again.
+    FetchClientMetadata(Fetch),
 }
 
 /// How a request ended, for stats and logs.
@@ -161,13 +165,39 @@ impl Gateway {
             client_address: request.client_address,
             body,
         };
-        let response = authz::handle(&mut ctx, endpoint, &auth_request);
         let outcome = if endpoint == Endpoint::Metadata {
             Outcome::Metadata
         } else {
             Outcome::Authz(endpoint.name())
         };
-        Decision::respond(response, outcome)
+        match authz::handle(&mut ctx, endpoint, &auth_request) {
+            Reply::Response(response) => Decision::respond(response, outcome),
+            Reply::Fetch(fetch) => Decision {
+                action: Action::FetchClientMetadata(fetch),
+                outcome,
+                detail: None,
+            },
+        }
+    }
+
+    /// Validates and caches a fetched client metadata document (or the failure to get one).
+    pub fn accept_client_metadata(
+        &self,
+        url: &str,
+        status: Option<&str>,
+        cache_control: Option<&str>,
+        body: &[u8],
+        now: u64,
+        store: &mut dyn Store,
+    ) {
+        if let Some(cimd) = self
+            .config
+            .authorization_server
+            .as_ref()
+            .and_then(|a| a.cimd.as_ref())
+        {
+            authz::cimd::accept(cimd, store, url, status, cache_control, body, now);
+        }
     }
 
     fn with_cors(&self, mut decision: Decision, request: &Request) -> Decision {
@@ -187,7 +217,7 @@ impl Gateway {
                     request.origin,
                 )
             }
-            Action::Forward { .. } | Action::ReadBody => {}
+            Action::Forward { .. } | Action::ReadBody | Action::FetchClientMetadata(_) => {}
         }
         decision
     }

@@ -9,14 +9,13 @@
 // resource-server leeway 0) serves the rate-limit and expiry tests.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { createLocalJWKSet, jwtVerify } from "jose";
+import { createLocalJWKSet, importJWK, jwtVerify, SignJWT } from "jose";
 import { startEnvoy, withLog } from "./lib/envoy.mjs";
 import { startEverything } from "./lib/backends.mjs";
 import { request } from "./lib/http.mjs";
 import { assertChallenge, assertOAuthError } from "./lib/assertions.mjs";
 import {
   Agent,
-  CookieJar,
   assertHostCookie,
   assertTokenResponse,
   authServerMaterial,
@@ -28,6 +27,7 @@ import {
   findSubmit,
   APPROVE,
   DENY,
+  es256PrivateJwk,
   jwtParts,
   keysSection,
   mcpPost,
@@ -53,11 +53,16 @@ const SCOPES = [
   { name: "mcp:admin", description: "Administer the everything server" },
 ];
 
-let envoy, aux, everything, m, origin, auxOrigin;
+let envoy, aux, alt, everything, m, oldKey, origin, auxOrigin, altOrigin;
+const HS_SECRET = randomSecret(32);
+const INITIAL_ACCESS_TOKEN = randomSecret(24);
+const ALT_PATH = "/tenant-a";
 
 function asSection(extra = {}) {
   return {
     ...keysSection(m),
+    // The key of a previous rotation: published and trusted, not used to sign.
+    signing_keys: [{ jwk_env: m.jwkEnv }, { jwk: oldKey, verify_only: true }],
     display_name: DISPLAY_NAME,
     scopes: SCOPES,
     default_scopes: ["mcp:tools"],
@@ -68,6 +73,8 @@ function asSection(extra = {}) {
       { client_id: "e2e-other", client_name: "Other App", redirect_uris: [REDIRECT] },
       { client_id: "e2e-public-2", client_name: "Second Public App", redirect_uris: [REDIRECT] },
       { client_id: "svc-robot-2", client_secret_hash: sha256Hash(m.robot.secret), grant_types: ["client_credentials"] },
+      { client_id: "first-party", client_name: "First Party", redirect_uris: [REDIRECT], skip_consent: true },
+      { client_id: "tools-only", client_name: "Tools Only", redirect_uris: [REDIRECT], scopes: ["mcp:tools"] },
     ],
     ...extra,
   };
@@ -75,9 +82,10 @@ function asSection(extra = {}) {
 
 before(async () => {
   m = await authServerMaterial();
+  oldKey = await es256PrivateJwk("rotated-out");
   everything = await startEverything("streamableHttp");
   const common = { backendPort: everything.port, envKeyValues: m.envKeyValues };
-  [envoy, aux] = await Promise.all([
+  [envoy, aux, alt] = await Promise.all([
     startEnvoy({
       ...common,
       pluginConfig: ({ origin }) => ({
@@ -102,17 +110,34 @@ before(async () => {
         }),
       }),
     }),
+    // An issuer with a path, HS256 signing, registration behind an initial access token.
+    startEnvoy({
+      ...common,
+      pluginConfig: ({ origin }) => ({
+        resource: `${origin}/mcp`,
+        routes: [{ prefix: "/mcp", scopes: ["mcp:tools"] }],
+        authorization_server: {
+          issuer: `${origin}${ALT_PATH}`,
+          signing_keys: [{ kid: "hs-alt", hs256_secret_base64url: HS_SECRET }],
+          sealing_keys: [{ kid: "s1", value_base64url: m.sealing }],
+          users: [m.userEntry()],
+          clients: [{ client_id: "e2e-public", client_name: "E2E Public App", redirect_uris: [REDIRECT] }],
+          registration: { initial_access_token_hashes: [sha256Hash(INITIAL_ACCESS_TOKEN)] },
+        },
+      }),
+    }),
   ]);
   origin = envoy.origin;
   auxOrigin = aux.origin;
+  altOrigin = alt.origin;
 });
 
 after(async () => {
-  await Promise.all([envoy?.stop(), aux?.stop()]);
+  await Promise.all([envoy?.stop(), aux?.stop(), alt?.stop()]);
   await everything?.stop();
 });
 
-const T = (name, fn) => test(name, () => withLog([envoy, aux], fn, () => `server-everything output:\n${everything.output().slice(-1500)}`));
+const T = (name, fn) => test(name, () => withLog([envoy, aux, alt], fn, () => `server-everything output:\n${everything.output().slice(-1500)}`));
 const RESOURCE = () => `${origin}/mcp`;
 const robotBasic = () => [m.robot.client_id, m.robot.secret];
 
@@ -323,14 +348,45 @@ T("metadata: PRM lists the issuer; a 401 on /mcp points at it; JWKS has the publ
   assertChallenge(res.headers["www-authenticate"], { resource_metadata: `${origin}/.well-known/oauth-protected-resource/mcp`, scope: "mcp:tools" });
 
   const set = await jwks();
-  assert.equal(set.keys.length, 1, JSON.stringify(set));
-  const [k] = set.keys;
-  assert.equal(k.kid, m.kid);
-  assert.equal(k.kty, "EC");
-  assert.equal(k.crv, "P-256");
-  assert.equal(k.x, m.jwk.x);
-  assert.equal(k.y, m.jwk.y);
-  assert.equal(k.d, undefined, "the private part must never be published");
+  assert.deepEqual(set.keys.map((k) => k.kid).sort(), [m.kid, "rotated-out"].sort(), JSON.stringify(set));
+  for (const [k, src] of [[set.keys.find((x) => x.kid === m.kid), m.jwk], [set.keys.find((x) => x.kid === "rotated-out"), oldKey]]) {
+    assert.equal(k.kty, "EC");
+    assert.equal(k.crv, "P-256");
+    assert.equal(k.x, src.x);
+    assert.equal(k.y, src.y);
+    assert.equal(k.d, undefined, "the private part must never be published");
+  }
+});
+
+T("pages: sign-in and consent carry no-store, anti-framing and no-referrer headers", async () => {
+  const agent = new Agent(origin);
+  const flow = await authorizeFlow(agent, authorizeUrl(origin, baseAuthorize()), { username: m.user.username, password: m.user.password, decision: "stop" });
+  assert.ok(flow.atConsent, describeFlow(flow));
+  for (const p of flow.pages) {
+    const h = p.res.headers;
+    const ctx = `${p.kind} page: ${JSON.stringify(h)}`;
+    assert.match(h["cache-control"] ?? "", /\bno-store\b/, ctx);
+    assert.ok(h["x-frame-options"] === "DENY" || /frame-ancestors 'none'/.test(h["content-security-policy"] ?? ""), ctx);
+    assert.match(h["content-security-policy"] ?? "", /frame-ancestors 'none'/, ctx);
+    assert.doesNotMatch(h["content-security-policy"] ?? "", /form-action/, `form-action would stop browsers following the redirect to the client: ${ctx}`);
+    assert.equal(h["referrer-policy"], "no-referrer", ctx);
+  }
+});
+
+T("key rotation: a token signed by a verify_only key is still accepted on /mcp; new tokens use the signing key", async () => {
+  const key = await importJWK(oldKey, "ES256");
+  const now = Math.floor(Date.now() / 1000);
+  const token = await new SignJWT({ client_id: "e2e-public", scope: "mcp:tools", jti: randomSecret(12) })
+    .setProtectedHeader({ alg: "ES256", typ: "at+jwt", kid: "rotated-out" })
+    .setIssuer(origin)
+    .setAudience(RESOURCE())
+    .setSubject(m.user.subject)
+    .setIssuedAt(now)
+    .setExpirationTime(now + 300)
+    .sign(key);
+  await assertMcpWorks(token, origin, "token of the rotated-out key");
+  const j = assertTokenResponse(await tokenRequest(origin, { grant_type: "client_credentials" }, { basic: robotBasic() }), { refresh: false });
+  assert.equal(jwtParts(j.access_token).header.kid, m.kid, "the first key that is not verify_only signs");
 });
 
 // ---------- client_credentials ----------
@@ -598,6 +654,57 @@ T("code flow: loopback redirect URI on another port is accepted (RFC 8252 §7.3)
   const other = "http://127.0.0.1:51234/callback";
   const { tokens } = await obtainTokens({ redirect_uri: other });
   assert.ok(tokens.access_token);
+});
+
+T("code flow: skip_consent client → no consent page; scope defaults; two scopes; client scope limits; resource optional", async () => {
+  // A trusted first-party client: sign-in, then straight back to the client.
+  let c = await obtainCode({ client_id: "first-party" });
+  assert.deepEqual(c.pages.map((p) => p.kind), ["signin"], describeFlow(c));
+  assertClientRedirect(c.location, { state: c.state });
+  assertTokenResponse(await exchange(c), { refresh: true, scope: "mcp:tools" });
+
+  // No scope asked: default_scopes.
+  c = await obtainCode({ scope: undefined });
+  assertClientRedirect(c.location, { state: c.state });
+  let t = assertTokenResponse(await exchange(c), { refresh: true, scope: "mcp:tools" });
+  await assertAccessToken(t.access_token, { sub: m.user.subject, client_id: "e2e-public", scope: "mcp:tools" });
+
+  // Two scopes: both on the consent page, both granted.
+  c = await obtainCode({ scope: "mcp:tools mcp:admin" });
+  const consent = c.pages.find((p) => p.kind === "consent");
+  assert.ok(consent?.text.includes("Administer the everything server") && consent.text.includes("Use the tools of the everything server"), consent?.text);
+  t = assertTokenResponse(await exchange(c), { refresh: true });
+  assert.deepEqual(t.scope.split(" ").sort(), ["mcp:admin", "mcp:tools"]);
+  await assertMcpWorks(t.access_token, origin, "two scopes");
+
+  // Refresh may narrow the scope, never widen it (RFC 6749 §6).
+  const narrow = assertTokenResponse(await refresh(t.refresh_token), { refresh: true });
+  assert.deepEqual(narrow.scope.split(" ").sort(), ["mcp:admin", "mcp:tools"]);
+  const n2 = await tokenRequest(origin, { grant_type: "refresh_token", refresh_token: narrow.refresh_token, client_id: "e2e-public", scope: "mcp:tools" });
+  const narrowed = assertTokenResponse(n2, { refresh: true, scope: "mcp:tools", note: "narrowed refresh" });
+  const c3 = await obtainCode();
+  const t3 = assertTokenResponse(await exchange(c3), { refresh: true, scope: "mcp:tools" });
+  const wide = await tokenRequest(origin, { grant_type: "refresh_token", refresh_token: t3.refresh_token, client_id: "e2e-public", scope: "mcp:tools mcp:admin" });
+  assertOAuthError(wide, 400, "invalid_scope", undefined, "refresh asking for more than was granted");
+  assert.ok(narrowed.access_token);
+
+  // A client limited to mcp:tools cannot get mcp:admin.
+  await assertAuthorizeErrorRedirect(baseAuthorize({ client_id: "tools-only", scope: "mcp:admin" }), "invalid_scope", "scope beyond the client's");
+
+  // No resource on either request: the token is for this server's resource anyway.
+  c = await obtainCode({ resource: undefined });
+  assertClientRedirect(c.location, { state: c.state });
+  t = assertTokenResponse(await exchange(c, { resource: undefined }), { refresh: true });
+  await assertAccessToken(t.access_token, { sub: m.user.subject, client_id: "e2e-public", scope: "mcp:tools" });
+});
+
+T("revoke: another client cannot revoke a token that is not its own", async () => {
+  const { tokens } = await obtainTokens();
+  const res = await postForm(origin, "/oauth/revoke", { token: tokens.refresh_token, token_type_hint: "refresh_token", client_id: "e2e-other" });
+  assert.ok([200, 400, 401].includes(res.status), `revoke by another client: ${res.status} ${res.body}`);
+  await postForm(origin, "/oauth/revoke", { token: tokens.access_token, client_id: "e2e-other" });
+  assertTokenResponse(await refresh(tokens.refresh_token), { refresh: true, note: "the refresh token survived another client's revocation" });
+  await assertMcpWorks(tokens.access_token, origin, "the access token survived another client's revocation");
 });
 
 // ---------- attacks on the authorization endpoint ----------
@@ -870,4 +977,60 @@ T("lifetimes: a code older than code_ttl_seconds → invalid_grant; an expired a
   // The refresh token outlives it.
   const t2 = assertTokenResponse(await refresh(tokens.refresh_token, { org: auxOrigin, client_id: "e2e-public-2" }), { refresh: true });
   await assertMcpWorks(t2.access_token, auxOrigin, "after refresh");
+});
+
+// ---------- an issuer with a path, HS256, registration with an initial access token (alt Envoy) ----------
+
+T("issuer with a path: path-inserted and path-appended metadata, iss in the redirect and the token, HS256 at+jwt", async () => {
+  const issuer = `${altOrigin}${ALT_PATH}`;
+  for (const path of [
+    `/.well-known/oauth-authorization-server${ALT_PATH}`,
+    `/.well-known/openid-configuration${ALT_PATH}`,
+    `${ALT_PATH}/.well-known/openid-configuration`,
+  ]) {
+    const res = await request(`${altOrigin}${path}`);
+    assert.equal(res.status, 200, `${path}: ${res.status} ${res.body}`);
+    assert.equal(res.json.issuer, issuer, path);
+    assert.equal(res.json.token_endpoint, `${altOrigin}/oauth/token`, path);
+    assert.deepEqual(res.json.code_challenge_methods_supported, ["S256"], path);
+  }
+  const prm = await request(`${altOrigin}/.well-known/oauth-protected-resource/mcp`);
+  assert.deepEqual(prm.json.authorization_servers, [issuer]);
+
+  // No shared secret is ever published.
+  const set = await jwks(altOrigin);
+  assert.ok(set.keys.every((k) => k.k === undefined && k.kty !== "oct"), `JWKS must not carry the HS256 secret: ${JSON.stringify(set)}`);
+
+  const c = await obtainCode({ org: altOrigin });
+  assertClientRedirect(c.location, { state: c.state, iss: issuer });
+  const t = assertTokenResponse(await exchange(c, { org: altOrigin }), { refresh: true, scope: "mcp:tools" });
+  const { header } = jwtParts(t.access_token);
+  assert.equal(header.alg, "HS256");
+  assert.equal(header.typ, "at+jwt");
+  const { payload } = await jwtVerify(t.access_token, Buffer.from(HS_SECRET, "base64url"), { issuer, audience: `${altOrigin}/mcp`, typ: "at+jwt" });
+  assert.equal(payload.client_id, "e2e-public");
+  await assertMcpWorks(t.access_token, altOrigin, "HS256 token, issuer with a path");
+});
+
+T("registration with initial access tokens: none or a wrong one → 401; the right one → 201", async () => {
+  const meta = { client_name: "iat", redirect_uris: [REDIRECT], token_endpoint_auth_method: "none" };
+  let res = await register(altOrigin, meta);
+  assert.equal(res.status, 401, `no initial access token: ${res.status} ${res.body}`);
+  assert.equal(res.json?.client_id, undefined);
+  res = await register(altOrigin, meta, { headers: { authorization: `Bearer ${INITIAL_ACCESS_TOKEN}x` } });
+  assert.equal(res.status, 401, `wrong initial access token: ${res.status} ${res.body}`);
+  res = await register(altOrigin, meta, { headers: { authorization: `Bearer ${INITIAL_ACCESS_TOKEN}` } });
+  assert.equal(res.status, 201, `right initial access token: ${res.status} ${res.body}`);
+  assert.ok(res.json.client_id);
+  const page = await request(authorizeUrl(altOrigin, baseAuthorize({ client_id: res.json.client_id, resource: `${altOrigin}/mcp` })));
+  assert.equal(page.status, 200, "the registered client can start an authorization");
+});
+
+T("a client registered at another issuer that shares the sealing key is unknown here (no way around the initial access token)", async () => {
+  // The main server registers openly; alt wants an initial access token. Both use the same sealing key
+  // (an operator shortcut, but a plausible one): alt must not accept main's registrations.
+  const other = await register(origin, { client_name: "registered elsewhere", redirect_uris: [REDIRECT], token_endpoint_auth_method: "none" });
+  assert.equal(other.status, 201);
+  const res = await request(authorizeUrl(altOrigin, baseAuthorize({ client_id: other.json.client_id, resource: `${altOrigin}/mcp` })));
+  assertHtmlError(res, 400, "registration sealed by another issuer");
 });

@@ -11,7 +11,7 @@ use super::context::{AuthRequest, Ctx};
 use super::grants::{self, Code};
 use super::pages::{self, ConsentView, FormState};
 use super::redirect::{display_host, redirect_matches};
-use super::{pkce, scope};
+use super::{cimd, pkce, scope, Reply};
 use crate::config::authz::User;
 use crate::form::{self, Params};
 use crate::http::Response;
@@ -42,12 +42,35 @@ struct Session {
     exp: u64,
 }
 
-pub fn handle(ctx: &mut Ctx, req: &AuthRequest) -> Response {
+pub fn handle(ctx: &mut Ctx, req: &AuthRequest) -> Reply {
     match req.method {
         "GET" | "HEAD" => start(ctx, req),
-        "POST" => submit(ctx, req),
-        _ => super::context::method_not_allowed("GET, POST"),
+        "POST" => submit(ctx, req).into(),
+        _ => super::context::method_not_allowed("GET, POST").into(),
     }
+}
+
+/// The client of an authorization request: registered, or described by a metadata
+/// document, which may have to be fetched first.
+fn client_for(ctx: &Ctx, client_id: &str) -> Result<Client, Reply> {
+    if let (Some(config), true) = (&ctx.config.cimd, cimd::is_document_url(client_id)) {
+        return match cimd::cached(ctx.store, client_id, ctx.now) {
+            Some(Ok(client)) => Ok(client),
+            Some(Err(why)) => Err(bad_request(&format!(
+                "The application's metadata document cannot be used: {why}."
+            ))
+            .into()),
+            None => match cimd::fetch_for(config, client_id) {
+                Ok(fetch) => Err(Reply::Fetch(fetch)),
+                Err(why) => Err(bad_request(&format!(
+                    "The application's metadata document cannot be fetched: {why}."
+                ))
+                .into()),
+            },
+        };
+    }
+    clients::find(ctx.config, ctx.store, client_id, ctx.now)
+        .ok_or_else(|| bad_request("The application is not registered with this server.").into())
 }
 
 fn bad_request(message: &str) -> Response {
@@ -93,17 +116,24 @@ fn redirect_error(
     )
 }
 
-fn start(ctx: &mut Ctx, req: &AuthRequest) -> Response {
+fn start(ctx: &mut Ctx, req: &AuthRequest) -> Reply {
     let params = match Params::from_path(req.path) {
         Ok(p) => p,
-        Err(name) => return bad_request(&format!("The parameter {name} appears more than once.")),
+        Err(name) => {
+            return bad_request(&format!("The parameter {name} appears more than once.")).into()
+        }
     };
     let Some(client_id) = params.get("client_id") else {
-        return bad_request("The request names no client (client_id is missing).");
+        return bad_request("The request names no client (client_id is missing).").into();
     };
-    let Some(client) = clients::find(ctx.config, client_id) else {
-        return bad_request("The application is not registered with this server.");
+    let client = match client_for(ctx, client_id) {
+        Ok(client) => client,
+        Err(reply) => return reply,
     };
+    start_for(ctx, req, &params, client).into()
+}
+
+fn start_for(ctx: &mut Ctx, req: &AuthRequest, params: &Params, client: Client) -> Response {
     let redirect_uri = match params.get("redirect_uri") {
         Some(uri) if redirect_matches(&client.redirect_uris, uri) => uri.to_string(),
         Some(_) => return bad_request("The redirect URI is not registered for this application."),
@@ -224,7 +254,7 @@ fn submit(ctx: &mut Ctx, req: &AuthRequest) -> Response {
             "The sign-in took too long or the form was changed. Start again from your application.",
         );
     };
-    let Some(client) = clients::find(ctx.config, &pending.client_id) else {
+    let Some(client) = clients::find(ctx.config, ctx.store, &pending.client_id, ctx.now) else {
         return bad_request("The application is not registered with this server.");
     };
     match form.get("action") {

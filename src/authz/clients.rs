@@ -11,6 +11,9 @@ use crate::config::authz::AuthServerConfig;
 use crate::form::Params;
 use crate::seal::Purpose;
 use crate::secret_hash::{sha256, SecretHash};
+use crate::store::Store;
+
+use super::cimd;
 
 /// Marks a client id that carries its own sealed registration.
 pub const REGISTERED_PREFIX: &str = "mcpc.";
@@ -61,6 +64,30 @@ enum Secret {
 }
 
 impl Client {
+    /// A public client described by a metadata document at `url`; the name shows the host,
+    /// which is what the document proves.
+    pub fn public_by_document(url: &str, name: String, redirect_uris: Vec<String>) -> Client {
+        let host = url::Url::parse(url)
+            .ok()
+            .and_then(|u| u.host_str().map(str::to_string))
+            .unwrap_or_default();
+        Client {
+            client_id: url.to_string(),
+            name: if name == url {
+                host
+            } else {
+                format!("{name} ({host})")
+            },
+            redirect_uris,
+            grant_types: vec!["authorization_code".into(), "refresh_token".into()],
+            scopes: vec![],
+            skip_consent: false,
+            confidential: false,
+            dynamic: false,
+            secret: Secret::None,
+        }
+    }
+
     pub fn verify_secret(&self, presented: &str) -> bool {
         match &self.secret {
             Secret::None => false,
@@ -78,8 +105,26 @@ impl Client {
     }
 }
 
-/// Finds a client by id: configured first, then a sealed registration.
-pub fn find(config: &AuthServerConfig, client_id: &str) -> Option<Client> {
+/// Finds a client by id: configured, then a sealed registration, then (when enabled) a
+/// metadata document from the cache, or a bare public client for a document URL whose
+/// document left the cache (its code or refresh token is bound to that exact id).
+pub fn find(
+    config: &AuthServerConfig,
+    store: &dyn Store,
+    client_id: &str,
+    now: u64,
+) -> Option<Client> {
+    if config.cimd.is_some() && cimd::is_document_url(client_id) {
+        return match cimd::cached(store, client_id, now) {
+            Some(Ok(client)) => Some(client),
+            Some(Err(_)) => None,
+            None => Some(cimd::public_client(client_id)),
+        };
+    }
+    find_registered(config, client_id)
+}
+
+fn find_registered(config: &AuthServerConfig, client_id: &str) -> Option<Client> {
     if let Some(c) = config.clients.iter().find(|c| c.client_id == client_id) {
         return Some(Client {
             client_id: c.client_id.clone(),
@@ -145,9 +190,12 @@ pub struct Authenticated {
 /// the body (`client_secret_post`), or `client_id` alone for a public client.
 pub fn authenticate(
     config: &AuthServerConfig,
+    store: &dyn Store,
+    now: u64,
     authorization: Option<&str>,
     form: &Params,
 ) -> Result<Authenticated, AuthError> {
+    let find = |id: &str| find(config, store, id, now);
     let basic = authorization.and_then(parse_basic);
     if authorization.is_some_and(|a| a.get(..6).is_some_and(|p| p.eq_ignore_ascii_case("basic ")))
         && basic.is_none()
@@ -164,7 +212,7 @@ pub fn authenticate(
                     "client_id does not match the authenticated client",
                 ));
             }
-            let client = find(config, &id).ok_or(AuthError::InvalidClient { basic: true })?;
+            let client = find(&id).ok_or(AuthError::InvalidClient { basic: true })?;
             if !client.verify_secret(&secret) {
                 return Err(AuthError::InvalidClient { basic: true });
             }
@@ -177,7 +225,7 @@ pub fn authenticate(
             let id = form
                 .get("client_id")
                 .ok_or(AuthError::InvalidRequest("client_id is required"))?;
-            let client = find(config, id).ok_or(AuthError::InvalidClient { basic: false })?;
+            let client = find(id).ok_or(AuthError::InvalidClient { basic: false })?;
             if !client.verify_secret(secret) {
                 return Err(AuthError::InvalidClient { basic: false });
             }
@@ -190,7 +238,7 @@ pub fn authenticate(
             let id = form
                 .get("client_id")
                 .ok_or(AuthError::InvalidClient { basic: false })?;
-            let client = find(config, id).ok_or(AuthError::InvalidClient { basic: false })?;
+            let client = find(id).ok_or(AuthError::InvalidClient { basic: false })?;
             if client.confidential {
                 return Err(AuthError::InvalidClient { basic: false });
             }

@@ -3,6 +3,7 @@
 //! the core: it takes the request (body included), the time and the store.
 
 pub mod authorize;
+pub mod cimd;
 pub mod clients;
 pub mod context;
 pub mod grants;
@@ -77,8 +78,21 @@ impl Endpoint {
     }
 }
 
-pub fn handle(ctx: &mut Ctx, endpoint: Endpoint, req: &AuthRequest) -> Response {
-    match endpoint {
+/// An endpoint's answer, or the client metadata document it needs first.
+#[derive(Debug)]
+pub enum Reply {
+    Response(Response),
+    Fetch(cimd::Fetch),
+}
+
+impl From<Response> for Reply {
+    fn from(response: Response) -> Reply {
+        Reply::Response(response)
+    }
+}
+
+pub fn handle(ctx: &mut Ctx, endpoint: Endpoint, req: &AuthRequest) -> Reply {
+    let response = match endpoint {
         Endpoint::Metadata | Endpoint::Jwks if req.method != "GET" && req.method != "HEAD" => {
             context::method_not_allowed("GET, HEAD, OPTIONS")
         }
@@ -86,12 +100,13 @@ pub fn handle(ctx: &mut Ctx, endpoint: Endpoint, req: &AuthRequest) -> Response 
             .replace_header("cache-control", "public, max-age=300"),
         Endpoint::Jwks => Response::json(200, &ctx.config.jwks)
             .replace_header("cache-control", "public, max-age=300"),
-        Endpoint::Authorize => authorize::handle(ctx, req),
+        Endpoint::Authorize => return authorize::handle(ctx, req),
         Endpoint::Token => token::handle(ctx, req),
         Endpoint::Register => register::handle(ctx, req),
         Endpoint::Revoke => revocation::revoke(ctx, req),
         Endpoint::Introspect => revocation::introspect(ctx, req),
-    }
+    };
+    Reply::Response(response)
 }
 
 #[cfg(test)]

@@ -37,7 +37,8 @@ pub fn revoke(ctx: &mut Ctx, req: &AuthRequest) -> Response {
         Ok(form) => form,
         Err(response) => return response,
     };
-    let auth = match clients::authenticate(ctx.config, req.authorization, &form) {
+    let auth = match clients::authenticate(ctx.config, ctx.store, ctx.now, req.authorization, &form)
+    {
         Ok(auth) => auth,
         Err(error) => return client_error(error),
     };
@@ -87,7 +88,8 @@ pub fn introspect(ctx: &mut Ctx, req: &AuthRequest) -> Response {
         Ok(form) => form,
         Err(response) => return response,
     };
-    let auth = match clients::authenticate(ctx.config, req.authorization, &form) {
+    let auth = match clients::authenticate(ctx.config, ctx.store, ctx.now, req.authorization, &form)
+    {
         Ok(auth) if auth.with_secret => auth,
         Ok(_) => return client_error(clients::AuthError::InvalidClient { basic: false }),
         Err(error) => return client_error(error),

@@ -41,7 +41,8 @@ pub fn handle(ctx: &mut Ctx, req: &AuthRequest) -> Response {
     ) {
         return too_many_requests(wait);
     }
-    let auth = match clients::authenticate(ctx.config, req.authorization, &form) {
+    let auth = match clients::authenticate(ctx.config, ctx.store, ctx.now, req.authorization, &form)
+    {
         Ok(auth) => auth,
         Err(error) => return client_error(error),
     };

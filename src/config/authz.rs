@@ -50,6 +50,20 @@ pub struct RateLimits {
     pub register_per_minute_per_address: u64,
 }
 
+/// Where and how client metadata documents are fetched.
+#[derive(Debug, Clone)]
+pub struct CimdConfig {
+    pub cluster: String,
+    /// Hosts allowed to serve documents (`example.com`, `*.example.com`); empty means any
+    /// public host.
+    pub allowed_hosts: Vec<String>,
+    pub allow_private_hosts: bool,
+    pub timeout_ms: u64,
+    pub max_bytes: usize,
+    pub min_cache_seconds: u64,
+    pub max_cache_seconds: u64,
+}
+
 pub struct AuthServerConfig {
     pub issuer: String,
     pub signer: Signer,
@@ -65,6 +79,8 @@ pub struct AuthServerConfig {
     pub clients: Vec<StaticClient>,
     pub users: Vec<User>,
     pub registration_enabled: bool,
+    /// Fetching client metadata documents, when enabled.
+    pub cimd: Option<CimdConfig>,
     pub initial_access_tokens: Vec<SecretHash>,
     pub endpoints: Endpoints,
     pub rate_limits: RateLimits,
@@ -230,6 +246,51 @@ pub fn build(
             scopes: user_scopes,
         });
     }
+    let cimd = match raw.client_id_metadata_documents {
+        None => None,
+        Some(c) => {
+            let cp = format!("{p}.client_id_metadata_documents");
+            if c.cluster.is_empty() {
+                return Err(ConfigError::at(
+                    format!("{cp}.cluster"),
+                    "name the Envoy cluster that fetches client metadata",
+                ));
+            }
+            let cimd = CimdConfig {
+                cluster: c.cluster,
+                allowed_hosts: c
+                    .allowed_hosts
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|h| h.to_ascii_lowercase())
+                    .collect(),
+                allow_private_hosts: c.allow_private_hosts.unwrap_or(false),
+                timeout_ms: c.timeout_ms.unwrap_or(3000),
+                max_bytes: c.max_bytes.unwrap_or(5120) as usize,
+                min_cache_seconds: c.min_cache_seconds.unwrap_or(60),
+                max_cache_seconds: c.max_cache_seconds.unwrap_or(3600),
+            };
+            if !(100..=30_000).contains(&cimd.timeout_ms) {
+                return Err(ConfigError::at(
+                    format!("{cp}.timeout_ms"),
+                    "must be between 100 and 30000",
+                ));
+            }
+            if !(512..=65_536).contains(&cimd.max_bytes) {
+                return Err(ConfigError::at(
+                    format!("{cp}.max_bytes"),
+                    "must be between 512 and 65536",
+                ));
+            }
+            if cimd.min_cache_seconds > cimd.max_cache_seconds {
+                return Err(ConfigError::at(
+                    format!("{cp}.min_cache_seconds"),
+                    "must not exceed max_cache_seconds",
+                ));
+            }
+            Some(cimd)
+        }
+    };
     let registration = raw.registration;
     let registration_enabled = registration
         .as_ref()
@@ -317,6 +378,7 @@ pub fn build(
         clients,
         users,
         registration_enabled,
+        cimd,
         initial_access_tokens,
         endpoints,
         rate_limits,

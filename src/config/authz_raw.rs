@@ -30,6 +30,8 @@ pub struct RawAuthServer {
     #[serde(default)]
     pub registration: Option<RawRegistration>,
     #[serde(default)]
+    pub client_id_metadata_documents: Option<RawCimd>,
+    #[serde(default)]
     pub endpoints: Option<RawEndpoints>,
     #[serde(default)]
     pub rate_limits: Option<RawRateLimits>,
@@ -109,6 +111,25 @@ pub struct RawRegistration {
     pub enabled: Option<bool>,
     #[serde(default)]
     pub initial_access_token_hashes: Option<Vec<String>>,
+}
+
+/// Client ID Metadata Documents: `client_id` is an https URL whose document we fetch.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCimd {
+    pub cluster: String,
+    #[serde(default)]
+    pub allowed_hosts: Option<Vec<String>>,
+    #[serde(default)]
+    pub allow_private_hosts: Option<bool>,
+    #[serde(default, deserialize_with = "opt_whole_number")]
+    pub timeout_ms: Option<u64>,
+    #[serde(default, deserialize_with = "opt_whole_number")]
+    pub max_bytes: Option<u64>,
+    #[serde(default, deserialize_with = "opt_whole_number")]
+    pub min_cache_seconds: Option<u64>,
+    #[serde(default, deserialize_with = "opt_whole_number")]
+    pub max_cache_seconds: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -46,6 +46,21 @@ pub fn request_body(size: usize) -> Vec<u8> {
         .unwrap_or_default()
 }
 
+/// A header of the answer to a `dispatch_http_call`.
+pub fn call_response_header(name: &str) -> Option<String> {
+    hostcalls::get_map_value(MapType::HttpCallResponseHeaders, name)
+        .ok()
+        .flatten()
+}
+
+/// The body of the answer to a `dispatch_http_call`, up to `max` bytes.
+pub fn call_response_body(max: usize) -> Vec<u8> {
+    hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, max)
+        .ok()
+        .flatten()
+        .unwrap_or_default()
+}
+
 pub fn send_response(response: &Response) {
     let headers: Vec<(&str, &str)> = response
         .headers

@@ -23,6 +23,8 @@ pub struct Http {
     forwarded: bool,
     /// Headers of a request held while its body is read (authorization-server endpoints).
     held: Option<Vec<(String, String)>>,
+    /// The client metadata document this request waits for.
+    fetching: Option<String>,
 }
 
 impl Http {
@@ -33,6 +35,7 @@ impl Http {
             origin: None,
             forwarded: false,
             held: None,
+            fetching: None,
         }
     }
 }
@@ -134,7 +137,9 @@ pub fn decide_after_wait(state: &Rc<RefCell<VmState>>, fallback: Response) {
     let (decision, _) = decide_now(state);
     match decision.action {
         Action::Respond(response) => host::send_response(&response),
-        Action::AwaitKeys { .. } | Action::ReadBody => host::send_response(&fallback),
+        Action::AwaitKeys { .. } | Action::ReadBody | Action::FetchClientMetadata(_) => {
+            host::send_response(&fallback)
+        }
         Action::Forward { headers } => {
             forward(state, &headers);
             host::resume_request();
@@ -168,6 +173,7 @@ impl HttpContext for Http {
                 self.held = Some(headers);
                 HostAction::Pause
             }
+            Action::FetchClientMetadata(fetch) => self.fetch_client_metadata(fetch),
         }
     }
 
@@ -214,6 +220,42 @@ impl HttpContext for Http {
 }
 
 impl Http {
+    /// Starts the fetch of a client metadata document; the answer comes to this context.
+    fn fetch_client_metadata(&mut self, fetch: crate::authz::cimd::Fetch) -> HostAction {
+        let headers = vec![
+            (":method", "GET"),
+            (":path", fetch.path.as_str()),
+            (":authority", fetch.authority.as_str()),
+            ("accept", "application/json"),
+            ("user-agent", "mcp-oauth-wasm"),
+        ];
+        let timeout = std::time::Duration::from_millis(fetch.timeout_ms);
+        match proxy_wasm::hostcalls::dispatch_http_call(
+            &fetch.cluster,
+            headers,
+            None,
+            vec![],
+            timeout,
+        ) {
+            Ok(_) => {
+                self.fetching = Some(fetch.url);
+                HostAction::Pause
+            }
+            Err(status) => {
+                log::warn!(
+                    "mcp-oauth: cannot fetch client metadata through cluster {}: {status:?}",
+                    fetch.cluster
+                );
+                host::send_response(&Response::oauth_error(
+                    502,
+                    "server_error",
+                    "The client metadata document could not be fetched",
+                ));
+                HostAction::Pause
+            }
+        }
+    }
+
     /// Holds the request until the issuer's keys load, if a fetch is running or allowed now;
     /// otherwise answers with the fallback at once.
     fn wait_for_keys(&mut self, issuer: usize, fallback: Response) -> HostAction {
@@ -244,6 +286,44 @@ impl Http {
 }
 
 impl Context for Http {
+    /// The client metadata document arrived (or the fetch failed): cache the result and
+    /// decide again; a second fetch for the same request is never started.
+    fn on_http_call_response(
+        &mut self,
+        _token: u32,
+        _headers: usize,
+        body_size: usize,
+        _trailers: usize,
+    ) {
+        let Some(url) = self.fetching.take() else {
+            return;
+        };
+        let status = host::call_response_header(":status");
+        let cache_control = host::call_response_header("cache-control");
+        let body = host::call_response_body(body_size.min(MAX_BODY_BYTES));
+        let now_secs = host::now_ms() / 1000;
+        {
+            let vm = self.state.borrow();
+            vm.gateway.accept_client_metadata(
+                &url,
+                status.as_deref(),
+                cache_control.as_deref(),
+                &body,
+                now_secs,
+                &mut SharedStore,
+            );
+        }
+        let (decision, _) = decide_now(&self.state);
+        match decision.action {
+            Action::Respond(response) => host::send_response(&response),
+            _ => host::send_response(&Response::oauth_error(
+                502,
+                "server_error",
+                "The client metadata document could not be used",
+            )),
+        }
+    }
+
     fn on_done(&mut self) -> bool {
         if let Ok(mut vm) = self.state.try_borrow_mut() {
             vm.waiters.retain(|w| w.context_id != self.context_id);

@@ -253,7 +253,15 @@ impl Gateway {
         if path == PRM_PATH || path.starts_with(&format!("{PRM_PATH}/")) {
             return self.metadata(request.method, path);
         }
-        if let Some((config, endpoint)) = self.authorization_server_endpoint(request) {
+        let authz_endpoint = self.authorization_server_endpoint(request);
+        if authz_endpoint.is_none() && is_oauth_well_known(path) {
+            // Clients probe several of these; a 404 lets them move on, a 401 would stop them.
+            return Decision::respond(
+                Response::oauth_error(404, "not_found", "No metadata at this path"),
+                Outcome::Metadata,
+            );
+        }
+        if let Some((config, endpoint)) = authz_endpoint {
             if endpoint.reads_body(request.method) {
                 return Decision {
                     action: Action::ReadBody,
@@ -435,6 +443,11 @@ impl Gateway {
             &json!({ "status": status, "keys_loaded": keys_loaded, "version": VERSION }),
         )
     }
+}
+
+/// OAuth and OpenID discovery documents, ours or not: never behind the token check.
+fn is_oauth_well_known(path: &str) -> bool {
+    path.starts_with("/.well-known/oauth-") || path.starts_with("/.well-known/openid-configuration")
 }
 
 fn empty() -> Response {

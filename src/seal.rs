@@ -39,6 +39,9 @@ pub const KEY_LEN: usize = 32;
 /// The sealing keys: the first seals, every one opens (so keys rotate without downtime).
 pub struct Sealer {
     keys: Vec<(String, Aes256Gcm)>,
+    /// Authenticated with every value: what a gateway sealed for one issuer never opens at
+    /// another that happens to share the keys.
+    context: String,
 }
 
 impl Sealer {
@@ -72,7 +75,23 @@ impl Sealer {
                 Aes256Gcm::new_from_slice(key).map_err(|_| "bad key length".to_string())?;
             out.push((kid.clone(), cipher));
         }
-        Ok(Sealer { keys: out })
+        Ok(Sealer {
+            keys: out,
+            context: String::new(),
+        })
+    }
+
+    /// Binds every sealed value to `context` (the issuer).
+    pub fn bound_to(mut self, context: &str) -> Sealer {
+        self.context = context.to_string();
+        self
+    }
+
+    fn aad(&self, purpose: Purpose) -> Vec<u8> {
+        let mut aad = purpose.label().to_vec();
+        aad.push(0);
+        aad.extend_from_slice(self.context.as_bytes());
+        aad
     }
 
     /// `kid.base64url(nonce || ciphertext)`, or `None` without randomness.
@@ -84,7 +103,7 @@ impl Sealer {
                 &Nonce::from(nonce),
                 Payload {
                     msg: plaintext,
-                    aad: purpose.label(),
+                    aad: &self.aad(purpose),
                 },
             )
             .ok()?;
@@ -108,7 +127,7 @@ impl Sealer {
                 &Nonce::from(nonce),
                 Payload {
                     msg: ciphertext,
-                    aad: purpose.label(),
+                    aad: &self.aad(purpose),
                 },
             )
             .ok()
@@ -174,6 +193,15 @@ mod tests {
             .starts_with("new."));
         let retired = sealer(&[("new", 2)]);
         assert_eq!(retired.open(Purpose::RefreshToken, &sealed), None);
+    }
+
+    #[test]
+    fn values_are_bound_to_their_context() {
+        let a = sealer(&[("k1", 1)]).bound_to("https://a.example");
+        let b = sealer(&[("k1", 1)]).bound_to("https://b.example");
+        let sealed = a.seal(Purpose::RegisteredClient, b"x").unwrap();
+        assert_eq!(a.open(Purpose::RegisteredClient, &sealed).unwrap(), b"x");
+        assert_eq!(b.open(Purpose::RegisteredClient, &sealed), None);
     }
 
     #[test]

@@ -76,7 +76,7 @@ function authorizeParams(client_id) {
 const shared = {};
 
 T("across replicas: register at A, authorize at B, redeem at A, use at both, refresh at B", async () => {
-  const reg = await register(a.origin, { client_name: "Replica client", redirect_uris: [REDIRECT], token_endpoint_auth_method: "none" });
+  const reg = await register(a.origin, { client_name: "Replica client", redirect_uris: [REDIRECT], token_endpoint_auth_method: "none", grant_types: ["authorization_code", "refresh_token"] });
   assert.equal(reg.status, 201, reg.body);
   const client_id = reg.json.client_id;
 

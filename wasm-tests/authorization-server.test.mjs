@@ -5,8 +5,8 @@
 // server-everything.
 //
 // Two Envoys: `envoy` (generous rate limits, default lifetimes) serves almost every test;
-// `aux` (token limit 3/min per client, registration 2/min per address, 2 s access tokens, 1 s codes,
-// resource-server leeway 0) serves the rate-limit and expiry tests.
+// `aux` (token limit 3/min per client, registration 2/min per address, 2 s access tokens,
+// resource-server leeway 0, 2 s codes) serves the rate-limit and expiry tests.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { createLocalJWKSet, importJWK, jwtVerify, SignJWT } from "jose";
@@ -105,7 +105,7 @@ before(async () => {
         routes: [{ prefix: "/mcp", scopes: ["mcp:tools"] }],
         authorization_server: asSection({
           access_token_ttl_seconds: 2,
-          code_ttl_seconds: 1,
+          code_ttl_seconds: 2,
           rate_limits: { token_per_minute_per_client: 3, token_per_minute_per_address: 1000, register_per_minute_per_address: 2 },
         }),
       }),
@@ -356,6 +356,38 @@ T("metadata: PRM lists the issuer; a 401 on /mcp points at it; JWKS has the publ
     assert.equal(k.y, src.y);
     assert.equal(k.d, undefined, "the private part must never be published");
   }
+});
+
+T("metadata: other well-known paths are 404, never 401 or 5xx (clients probe them)", async () => {
+  for (const path of ["/.well-known/oauth-authorization-server/mcp", "/.well-known/openid-configuration/mcp", "/.well-known/oauth-authorization-server/other"]) {
+    const res = await request(`${origin}${path}`);
+    assert.equal(res.status, 404, `${path}: ${res.status} ${res.body} www-authenticate=${res.headers["www-authenticate"]}`);
+  }
+});
+
+T("CORS for browser-based clients: preflight and responses of metadata, register, token", async () => {
+  const o = "http://localhost:6274";
+  for (const path of ["/.well-known/oauth-authorization-server", "/oauth/register", "/oauth/token", "/oauth/revoke"]) {
+    const pre = await request(`${origin}${path}`, {
+      method: "OPTIONS",
+      headers: { origin: o, "access-control-request-method": path.startsWith("/.well") ? "GET" : "POST", "access-control-request-headers": "content-type" },
+    });
+    assert.ok([200, 204].includes(pre.status), `preflight ${path}: ${pre.status}`);
+    assert.ok(["*", o].includes(pre.headers["access-control-allow-origin"]), `preflight ${path}: ${JSON.stringify(pre.headers)}`);
+    assert.match(pre.headers["access-control-allow-headers"] ?? "", /content-type/i, path);
+  }
+  const meta = await request(`${origin}/.well-known/oauth-authorization-server`, { headers: { origin: o } });
+  assert.ok(["*", o].includes(meta.headers["access-control-allow-origin"]), JSON.stringify(meta.headers));
+  const tok = await tokenRequest(origin, { grant_type: "client_credentials" }, { basic: robotBasic(), headers: { origin: o } });
+  assert.equal(tok.status, 200);
+  assert.ok(["*", o].includes(tok.headers["access-control-allow-origin"]), `token response: ${JSON.stringify(tok.headers)}`);
+  const reg = await request(`${origin}/oauth/register`, {
+    method: "POST",
+    headers: { origin: o, "content-type": "application/json" },
+    body: JSON.stringify({ client_name: "inspector", redirect_uris: ["http://localhost:6274/oauth/callback"], token_endpoint_auth_method: "none" }),
+  });
+  assert.equal(reg.status, 201, reg.body);
+  assert.ok(["*", o].includes(reg.headers["access-control-allow-origin"]), `register response: ${JSON.stringify(reg.headers)}`);
 });
 
 T("pages: sign-in and consent carry no-store, anti-framing and no-referrer headers", async () => {

@@ -184,7 +184,16 @@ pub fn access_token_revoked(store: &dyn Store, jti: &str) -> bool {
     store.get(&revoked_token_key(jti)).is_some()
 }
 
-/// Counts one event in the current minute for `subject`; `Err(seconds)` when over `limit`,
+/// Rate-limit counters live in a fixed number of buckets per kind, so a flood of new
+/// addresses or client ids cannot grow the store without bound. Subjects that share a bucket
+/// share its budget; with 65536 buckets per kind that is rare.
+fn rate_bucket(subject: &str) -> String {
+    let (kind, id) = subject.split_once(':').unwrap_or(("rl", subject));
+    let digest = crate::secret_hash::sha256(id.as_bytes());
+    format!("{kind}:{:04x}", u16::from_be_bytes([digest[0], digest[1]]))
+}
+
+/// Counts one event in the current minute for `subject` (`kind:id`); `Err(seconds)` when over `limit`,
 /// with the seconds until the window ends. Approximate under races (a lost increment at most
 /// when the window starts), which is fine for abuse protection.
 pub fn rate_limit(store: &mut dyn Store, subject: &str, limit: u64, now: u64) -> Result<(), u64> {
@@ -192,7 +201,7 @@ pub fn rate_limit(store: &mut dyn Store, subject: &str, limit: u64, now: u64) ->
         return Ok(());
     }
     let window = now / 60;
-    let key = format!("{PREFIX}:rl:{subject}");
+    let key = format!("{PREFIX}:rl:{}", rate_bucket(subject));
     let result = update(store, &key, |current| {
         let text = current
             .map(|v| String::from_utf8_lossy(v).into_owned())

@@ -109,7 +109,7 @@ pub fn build(
     };
     let (signer, trusted, jwks) =
         build_signing_keys(&format!("{p}.signing_keys"), &raw.signing_keys, env)?;
-    let sealer = build_sealer(&format!("{p}.sealing_keys"), &raw, env)?;
+    let sealer = build_sealer(&format!("{p}.sealing_keys"), &raw, env)?.bound_to(&issuer);
     let ttl =
         |field: &str, value: Option<u64>, default: u64, max: u64| -> Result<u64, ConfigError> {
             let v = value.unwrap_or(default);

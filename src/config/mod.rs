@@ -271,11 +271,16 @@ fn build(
         remote_jwks,
         authorization_server,
     };
-    let verifier = Verifier {
+    let cache_entries = raw.token_cache_entries.unwrap_or(10_000);
+    if cache_entries > 1_000_000 {
+        return Err(ConfigError::at("token_cache_entries", "at most 1000000"));
+    }
+    let verifier = Verifier::new(
         issuers,
         leeway_seconds,
-        max_token_bytes: max_token_bytes as usize,
-    };
+        max_token_bytes as usize,
+        cache_entries as usize,
+    );
     Ok((config, verifier))
 }
 

@@ -24,6 +24,8 @@ pub struct RawConfig {
     pub leeway_seconds: Option<u64>,
     #[serde(default, deserialize_with = "opt_whole_number")]
     pub max_token_bytes: Option<u64>,
+    #[serde(default, deserialize_with = "opt_whole_number")]
+    pub token_cache_entries: Option<u64>,
     #[serde(default)]
     pub routes: Option<Vec<RawRoute>>,
     #[serde(default)]

@@ -83,17 +83,23 @@ impl Context for Root {
                 return;
             };
             let issuer = fetcher.remote.issuer_index;
-            let Some(target) = vm.gateway.verifier.issuers.get_mut(issuer) else {
+            let Some(allowed) = vm
+                .gateway
+                .verifier
+                .issuers
+                .get(issuer)
+                .map(|i| i.allowed.clone())
+            else {
                 return;
             };
-            match fetcher.finish(now, status.as_deref(), body, &target.allowed) {
+            match fetcher.finish(now, status.as_deref(), body, &allowed) {
                 Ok(keys) => {
                     log::info!(
                         "mcp-oauth: loaded {} key(s) from {}",
                         keys.entries().len(),
                         fetcher.remote.uri
                     );
-                    target.set_remote_keys(keys);
+                    vm.gateway.verifier.set_remote_keys(issuer, keys);
                     vm.stats.jwks_fetch(true);
                 }
                 Err(reason) => {

@@ -11,6 +11,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::alg::Alg;
+use super::cache::TokenCache;
 use super::keys::{decode_b64url, KeySet};
 
 /// A token without `kid` is tried against at most this many keys of its algorithm.
@@ -167,9 +168,33 @@ pub struct Verifier {
     pub issuers: Vec<Issuer>,
     pub leeway_seconds: u64,
     pub max_token_bytes: usize,
+    pub cache: TokenCache,
 }
 
 impl Verifier {
+    pub fn new(
+        issuers: Vec<Issuer>,
+        leeway_seconds: u64,
+        max_token_bytes: usize,
+        cache_entries: usize,
+    ) -> Verifier {
+        Verifier {
+            issuers,
+            leeway_seconds,
+            max_token_bytes,
+            cache: TokenCache::new(cache_entries),
+        }
+    }
+
+    /// Installs a freshly fetched key set; cached verifications are dropped, since a key may
+    /// have been removed.
+    pub fn set_remote_keys(&mut self, issuer: usize, keys: KeySet) {
+        if let Some(target) = self.issuers.get_mut(issuer) {
+            target.set_remote_keys(keys);
+            self.cache.clear();
+        }
+    }
+
     /// Verifies `token` for a request whose resource is `audience`, at unix time `now`.
     pub fn verify(
         &self,
@@ -177,7 +202,18 @@ impl Verifier {
         audience: &str,
         now: u64,
     ) -> Result<VerifiedToken, TokenError> {
-        let verified = self.verify_for_any_audience(token, now)?;
+        if token.len() > self.max_token_bytes {
+            return Err(TokenError::TooLong);
+        }
+        let key = TokenCache::key(token);
+        let verified = match self.cache.get(&key, now, self.leeway_seconds) {
+            Some(hit) => hit,
+            None => {
+                let verified = self.verify_for_any_audience(token, now)?;
+                self.cache.put(key, &verified, now);
+                verified
+            }
+        };
         if !verified.audiences.iter().any(|a| a == audience) {
             return Err(TokenError::WrongAudience);
         }
@@ -362,11 +398,12 @@ mod tests {
         ]});
         let (mut keys, _) = KeySet::from_jwks(&jwks, &Alg::ALL, KeySource::Inline).unwrap();
         keys.extend(KeySet::from_secret(Some("hs"), &secret, &Alg::ALL).unwrap());
-        let verifier = Verifier {
-            issuers: vec![Issuer::new(ISS.into(), Alg::ALL.to_vec(), keys, false)],
-            leeway_seconds: 60,
-            max_token_bytes: 16384,
-        };
+        let verifier = Verifier::new(
+            vec![Issuer::new(ISS.into(), Alg::ALL.to_vec(), keys, false)],
+            60,
+            16384,
+            0,
+        );
         Fixture {
             es,
             rs,
@@ -594,21 +631,48 @@ mod tests {
 
     #[test]
     fn issuer_without_loaded_remote_keys_says_so() {
-        let verifier = Verifier {
-            issuers: vec![Issuer::new(
+        let verifier = Verifier::new(
+            vec![Issuer::new(
                 ISS.into(),
                 Alg::ALL.to_vec(),
                 KeySet::default(),
                 true,
             )],
-            leeway_seconds: 60,
-            max_token_bytes: 16384,
-        };
+            60,
+            16384,
+            0,
+        );
         let es = ES256KeyPair::generate();
         let token = es.sign(claims(json!({}))).unwrap();
         assert_eq!(
             verifier.verify(&token, AUD, NOW),
             Err(TokenError::KeysNotLoaded { issuer: 0 })
         );
+    }
+
+    #[test]
+    fn cached_tokens_still_obey_audience_and_expiry() {
+        let f = fixture();
+        let verifier = Verifier::new(f.verifier.issuers, 60, 16384, 10);
+        let token = f.es.sign(claims(json!({"scope": "a"}))).unwrap();
+        assert!(verifier.verify(&token, AUD, NOW).is_ok());
+        assert_eq!(verifier.cache.len(), 1);
+        assert!(verifier.verify(&token, AUD, NOW + 1).is_ok());
+        assert_eq!(
+            verifier.verify(&token, "https://other.example", NOW),
+            Err(TokenError::WrongAudience)
+        );
+        assert_eq!(verifier.verify(&token, AUD, NOW + 2000), Err(TokenError::Expired));
+        assert_eq!(verifier.cache.len(), 0);
+    }
+
+    #[test]
+    fn a_new_key_set_empties_the_cache() {
+        let f = fixture();
+        let mut verifier = Verifier::new(f.verifier.issuers, 60, 16384, 10);
+        let token = f.es.sign(claims(json!({}))).unwrap();
+        assert!(verifier.verify(&token, AUD, NOW).is_ok());
+        verifier.set_remote_keys(0, KeySet::default());
+        assert!(verifier.cache.is_empty());
     }
 }

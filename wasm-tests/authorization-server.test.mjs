@@ -4,9 +4,11 @@
 // revocation, introspection and rate limits. Tokens are used on /mcp against the unchanged
 // server-everything.
 //
-// Two Envoys: `envoy` (generous rate limits, default lifetimes) serves almost every test;
-// `aux` (token limit 3/min per client, registration 2/min per address, 2 s access tokens,
-// resource-server leeway 0, 2 s codes) serves the rate-limit and expiry tests.
+// Three Envoys, started together: `envoy` (generous rate limits, default lifetimes, a verify_only
+// key from an earlier rotation) serves almost every test; `aux` (token limit 3/min per client,
+// registration 2/min per address, 2 s access tokens, 2 s codes, resource-server leeway 0) serves
+// the rate-limit and expiry tests; `alt` (issuer with a path, HS256, registration behind an
+// initial access token) serves the last three.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { createLocalJWKSet, importJWK, jwtVerify, SignJWT } from "jose";
@@ -99,6 +101,7 @@ before(async () => {
     }),
     startEnvoy({
       ...common,
+      concurrency: 1,
       pluginConfig: ({ origin }) => ({
         resource: `${origin}/mcp`,
         leeway_seconds: 0,
@@ -113,6 +116,7 @@ before(async () => {
     // An issuer with a path, HS256 signing, registration behind an initial access token.
     startEnvoy({
       ...common,
+      concurrency: 1,
       pluginConfig: ({ origin }) => ({
         resource: `${origin}/mcp`,
         routes: [{ prefix: "/mcp", scopes: ["mcp:tools"] }],
@@ -963,7 +967,7 @@ T("introspect: live token → active with claims; revoked → active false; with
 // ---------- rate limits and lifetimes (aux Envoy) ----------
 
 T("rate limit: the 4th token request of a client in a minute → 429 with Retry-After; other clients unaffected", async () => {
-  await awayFromMinuteBoundary(8);
+  await awayFromMinuteBoundary(4);
   for (let i = 1; i <= 3; i++) {
     const res = await tokenRequest(auxOrigin, { grant_type: "client_credentials" }, { basic: robotBasic() });
     assertTokenResponse(res, { refresh: false, note: `request ${i}` });
@@ -979,7 +983,7 @@ T("rate limit: the 4th token request of a client in a minute → 429 with Retry-
 });
 
 T("rate limit: registrations per address → 429 with Retry-After", async () => {
-  await awayFromMinuteBoundary(6);
+  await awayFromMinuteBoundary(3);
   const meta = { client_name: "rl", redirect_uris: [REDIRECT], token_endpoint_auth_method: "none" };
   for (let i = 1; i <= 2; i++) {
     const res = await register(auxOrigin, meta);

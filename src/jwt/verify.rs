@@ -662,7 +662,10 @@ mod tests {
             verifier.verify(&token, "https://other.example", NOW),
             Err(TokenError::WrongAudience)
         );
-        assert_eq!(verifier.verify(&token, AUD, NOW + 2000), Err(TokenError::Expired));
+        assert_eq!(
+            verifier.verify(&token, AUD, NOW + 2000),
+            Err(TokenError::Expired)
+        );
         assert_eq!(verifier.cache.len(), 0);
     }
 

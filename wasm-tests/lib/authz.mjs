@@ -39,8 +39,8 @@ export function pkce() {
 
 /**
  * Everything an `authorization_server` section needs, generated fresh: signing JWK (given to the VM
- * through `envKeyValues[jwkEnv]`), sealing key, one user, a confidential client_credentials client,
- * and public clients with loopback redirect URIs.
+ * through `envKeyValues[jwkEnv]`), sealing key, one user (`userEntry()`), and the secret of a
+ * confidential client_credentials client (`robotEntry()`).
  */
 export async function authServerMaterial({ jwkEnv = "MCP_OAUTH_E2E_AS_JWK", kid = `as-${randomSecret(6)}` } = {}) {
   const jwk = await es256PrivateJwk(kid);

@@ -9,8 +9,9 @@ use crate::authz::{self, state, Endpoint, Reply};
 use crate::config::authz::AuthServerConfig;
 use crate::config::Config;
 use crate::cors;
-use crate::http::{path_is_ambiguous, path_only, Response};
+use crate::http::{path_has_prefix, path_is_ambiguous, path_only, Response};
 use crate::jwt::{TokenError, VerifiedToken, Verifier};
+use crate::mcp::policy::{McpPolicy, Verdict};
 use crate::resource::bearer::{bearer_token, Credential};
 use crate::resource::challenge::Challenge;
 use crate::resource::metadata::{self, PRM_PATH};
@@ -49,7 +50,7 @@ pub enum Action {
     AwaitKeys { issuer: usize, fallback: Response },
     /// An authorization-server endpoint needs the body: buffer it (at most
     /// `authz::MAX_BODY_BYTES`), then call `Gateway::decide_with_body`.
-    ReadBody,
+    ReadBody { max_bytes: usize },
     /// A client metadata document is needed: fetch it, hand the answer to
     /// `Gateway::accept_client_metadata`, then decide again.
     FetchClientMetadata(Fetch),
@@ -66,6 +67,8 @@ pub enum Outcome {
     Metadata,
     /// An authorization-server endpoint answered (named).
     Authz(&'static str),
+    /// Not decided yet (the body is being read); counted when it is.
+    Pending,
     Denied(&'static str),
 }
 
@@ -113,11 +116,25 @@ impl Gateway {
         now: u64,
         store: &mut dyn Store,
     ) -> Decision {
-        let decision = match self.authorization_server_endpoint(request) {
-            Some((config, endpoint)) => {
+        let decision = match (
+            self.authorization_server_endpoint(request),
+            self.inspected(request),
+        ) {
+            (Some((config, endpoint)), _) => {
                 self.serve_authz(config, endpoint, request, body, now, store)
             }
-            None => Decision::respond(
+            (None, Some(policy)) => match self.authorize(request, now, store) {
+                Ok(Some(authorized)) => {
+                    self.inspect(policy, &authorized, body, path_only(request.path))
+                }
+                Ok(None) => Decision {
+                    action: Action::Forward { headers: vec![] },
+                    outcome: Outcome::Public,
+                    detail: None,
+                },
+                Err(decision) => decision,
+            },
+            (None, None) => Decision::respond(
                 Response::oauth_error(404, "not_found", "Not found"),
                 Outcome::Served,
             ),
@@ -217,7 +234,7 @@ impl Gateway {
                     request.origin,
                 )
             }
-            Action::Forward { .. } | Action::ReadBody | Action::FetchClientMetadata(_) => {}
+            Action::Forward { .. } | Action::ReadBody { .. } | Action::FetchClientMetadata(_) => {}
         }
         decision
     }
@@ -264,21 +281,64 @@ impl Gateway {
         if let Some((config, endpoint)) = authz_endpoint {
             if endpoint.reads_body(request.method) {
                 return Decision {
-                    action: Action::ReadBody,
-                    outcome: Outcome::Authz(endpoint.name()),
+                    action: Action::ReadBody {
+                        max_bytes: authz::MAX_BODY_BYTES,
+                    },
+                    outcome: Outcome::Pending,
                     detail: None,
                 };
             }
             return self.serve_authz(config, endpoint, request, &[], now, store);
         }
-        let (resource, scopes, prefix) = match access_for(config, request.method, request.path) {
-            Access::Public => {
+        let authorized = match self.authorize(request, now, store) {
+            Ok(Some(authorized)) => authorized,
+            Ok(None) => {
                 return Decision {
                     action: Action::Forward { headers: vec![] },
                     outcome: Outcome::Public,
                     detail: None,
                 }
             }
+            Err(decision) => return decision,
+        };
+        if let Some(policy) = self.inspected(request) {
+            return Decision {
+                action: Action::ReadBody {
+                    max_bytes: policy.max_body_bytes,
+                },
+                outcome: Outcome::Pending,
+                detail: None,
+            };
+        }
+        Decision {
+            action: Action::Forward {
+                headers: self.identity_headers(&authorized.token),
+            },
+            outcome: Outcome::Allowed,
+            detail: None,
+        }
+    }
+
+    /// The MCP policy, if this request's JSON-RPC body must be inspected.
+    fn inspected(&self, request: &Request) -> Option<&McpPolicy> {
+        let policy = self.config.mcp.as_ref()?;
+        let path = path_only(request.path);
+        (request.method == "POST" && policy.endpoints.iter().any(|e| path_has_prefix(path, e)))
+            .then_some(policy)
+    }
+
+    /// The token check for a non-public request: `Ok(None)` for a public path, the verified
+    /// token when it may proceed, or the refusal.
+    fn authorize(
+        &self,
+        request: &Request,
+        now: u64,
+        store: &mut dyn Store,
+    ) -> Result<Option<Authorized>, Decision> {
+        let config = &self.config;
+        let path = path_only(request.path);
+        let (resource, scopes, prefix) = match access_for(config, request.method, request.path) {
+            Access::Public => return Ok(None),
             Access::Protected(route) => (
                 route.resource.as_str(),
                 route.scopes.as_slice(),
@@ -294,65 +354,103 @@ impl Gateway {
         let token = match bearer_token(&request.authorization) {
             Credential::Bearer(token) => token,
             Credential::None => {
-                return Decision::respond(
+                return Err(Decision::respond(
                     challenge.missing_token(),
                     Outcome::Denied("missing_token"),
                 )
-                .with_detail(format!("no bearer token for {}", sanitize(path)))
+                .with_detail(format!("no bearer token for {}", sanitize(path))))
             }
             Credential::Malformed(why) => {
-                return Decision::respond(
+                return Err(Decision::respond(
                     challenge.invalid_request(why),
                     Outcome::Denied("bad_request"),
                 )
-                .with_detail(why.to_string())
+                .with_detail(why.to_string()))
             }
         };
         let verified = match self.verifier.verify(token, resource, now) {
             Ok(verified) => verified,
-            Err(error) => return self.token_error(&challenge, error, path),
+            Err(error) => return Err(self.token_error(&challenge, error, path)),
         };
         if verified
             .jwt_id
             .as_deref()
             .is_some_and(|jti| state::access_token_revoked(store, jti))
         {
-            return Decision::respond(
+            return Err(Decision::respond(
                 challenge.invalid_token("The access token was revoked"),
                 Outcome::Denied("invalid_token"),
             )
-            .with_detail(format!("revoked token for {}", sanitize(path)));
+            .with_detail(format!("revoked token for {}", sanitize(path))));
         }
-        let missing: Vec<&String> = scopes
+        let authorized = Authorized {
+            token: verified,
+            metadata_url,
+        };
+        let missing: Vec<String> = scopes
             .iter()
-            .filter(|s| !verified.scopes.contains(s))
+            .filter(|s| !authorized.token.scopes.contains(s))
+            .cloned()
             .collect();
         if !missing.is_empty() {
-            let mut wanted = verified.scopes.clone();
-            wanted.extend(missing.iter().map(|s| (*s).clone()));
-            let step_up = Challenge {
-                resource_metadata: &metadata_url,
-                scopes: &wanted,
-            };
-            let names: Vec<&str> = missing.iter().map(|s| s.as_str()).collect();
-            let description = format!("The access token lacks the scope {}", names.join(" "));
+            return Err(authorized.step_up(&missing, &sanitize(path)));
+        }
+        Ok(Some(authorized))
+    }
+
+    /// Decides on an inspected JSON-RPC body, after the token passed.
+    fn inspect(
+        &self,
+        policy: &McpPolicy,
+        authorized: &Authorized,
+        body: &[u8],
+        path: &str,
+    ) -> Decision {
+        if body.len() > policy.max_body_bytes {
             return Decision::respond(
-                step_up.insufficient_scope(&description),
-                Outcome::Denied("insufficient_scope"),
+                jsonrpc_error(413, None, -32600, "Request body too large"),
+                Outcome::Denied("bad_request"),
             )
             .with_detail(format!(
-                "insufficient scope for {}: missing {} (sub {})",
-                sanitize(path),
-                names.join(" "),
-                sanitize(verified.subject.as_deref().unwrap_or("-"))
+                "body over {} bytes for {}",
+                policy.max_body_bytes,
+                sanitize(path)
             ));
         }
-        Decision {
-            action: Action::Forward {
-                headers: self.identity_headers(&verified),
+        let calls = match crate::mcp::jsonrpc::calls(body) {
+            Ok(calls) => calls,
+            Err(error) => {
+                return Decision::respond(
+                    jsonrpc_error(400, None, error.code(), error.message()),
+                    Outcome::Denied("bad_request"),
+                )
+                .with_detail(format!("malformed JSON-RPC for {}", sanitize(path)))
+            }
+        };
+        let token = &authorized.token;
+        match policy.check(&calls, token.client_id.as_deref(), &token.scopes) {
+            Verdict::Allow => Decision {
+                action: Action::Forward {
+                    headers: self.identity_headers(token),
+                },
+                outcome: Outcome::Allowed,
+                detail: None,
             },
-            outcome: Outcome::Allowed,
-            detail: None,
+            Verdict::NeedScopes { call, missing } => authorized.step_up(&missing, &sanitize(&call)),
+            Verdict::ClientDenied { tool, id } => Decision::respond(
+                jsonrpc_error(
+                    403,
+                    id,
+                    -32001,
+                    &format!("Tool {tool} is not allowed for this client"),
+                ),
+                Outcome::Denied("client_denied"),
+            )
+            .with_detail(format!(
+                "tool {} denied for client {}",
+                sanitize(&tool),
+                sanitize(token.client_id.as_deref().unwrap_or("-"))
+            )),
         }
     }
 
@@ -448,6 +546,48 @@ impl Gateway {
 /// OAuth and OpenID discovery documents, ours or not: never behind the token check.
 fn is_oauth_well_known(path: &str) -> bool {
     path.starts_with("/.well-known/oauth-") || path.starts_with("/.well-known/openid-configuration")
+}
+
+/// A request that passed the token check.
+struct Authorized {
+    token: VerifiedToken,
+    metadata_url: String,
+}
+
+impl Authorized {
+    /// 403 `insufficient_scope` asking for what the token has plus what is missing, so the
+    /// client can step up by re-authorizing once with that scope.
+    fn step_up(&self, missing: &[String], what: &str) -> Decision {
+        let mut wanted = self.token.scopes.clone();
+        wanted.extend(
+            missing
+                .iter()
+                .filter(|m| !self.token.scopes.contains(m))
+                .cloned(),
+        );
+        let challenge = Challenge {
+            resource_metadata: &self.metadata_url,
+            scopes: &wanted,
+        };
+        let description = format!("The access token lacks the scope {}", missing.join(" "));
+        Decision::respond(
+            challenge.insufficient_scope(&description),
+            Outcome::Denied("insufficient_scope"),
+        )
+        .with_detail(format!(
+            "insufficient scope for {what}: missing {} (sub {})",
+            missing.join(" "),
+            sanitize(self.token.subject.as_deref().unwrap_or("-"))
+        ))
+    }
+}
+
+/// A JSON-RPC error answer with an HTTP status (nothing reaches the backend).
+fn jsonrpc_error(status: u16, id: Option<serde_json::Value>, code: i64, message: &str) -> Response {
+    Response::json(
+        status,
+        &json!({"jsonrpc": "2.0", "id": id.unwrap_or(serde_json::Value::Null), "error": {"code": code, "message": message}}),
+    )
 }
 
 fn empty() -> Response {

@@ -23,6 +23,7 @@ pub mod form;
 pub mod gateway;
 pub mod http;
 pub mod jwt;
+pub mod mcp;
 pub mod random;
 pub mod resource;
 pub mod seal;

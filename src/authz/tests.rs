@@ -70,7 +70,7 @@ impl World {
             ..Default::default()
         };
         let decision: Decision = match self.gateway.decide(&request, NOW, &mut self.store).action {
-            Action::ReadBody => self
+            Action::ReadBody { .. } => self
                 .gateway
                 .decide_with_body(&request, body, NOW, &mut self.store),
             other => Decision {

@@ -5,6 +5,7 @@
 
 pub mod authz;
 mod authz_raw;
+pub mod mcp;
 mod raw;
 mod uri;
 
@@ -103,6 +104,8 @@ pub struct Config {
     pub remote_jwks: Vec<RemoteJwks>,
     /// The built-in authorization server, when enabled.
     pub authorization_server: Option<authz::AuthServerConfig>,
+    /// JSON-RPC inspection on MCP endpoints, when enabled.
+    pub mcp: Option<crate::mcp::policy::McpPolicy>,
 }
 
 /// Parses and checks the plugin configuration. `env` reads environment variables (the Wasm VM's
@@ -255,6 +258,7 @@ fn build(
         .cors
         .and_then(|c| c.allowed_origins)
         .unwrap_or_else(|| vec!["*".into()]);
+    let mcp = raw.mcp.map(mcp::build).transpose()?;
     let config = Config {
         resource,
         origin,
@@ -270,6 +274,7 @@ fn build(
         cors_allowed_origins,
         remote_jwks,
         authorization_server,
+        mcp,
     };
     let cache_entries = raw.token_cache_entries.unwrap_or(10_000);
     if cache_entries > 1_000_000 {

@@ -40,6 +40,8 @@ pub struct RawConfig {
     pub cors: Option<RawCors>,
     #[serde(default)]
     pub authorization_server: Option<super::authz_raw::RawAuthServer>,
+    #[serde(default)]
+    pub mcp: Option<super::mcp::RawMcp>,
 }
 
 /// One trusted token issuer and where its keys come from.

@@ -6,7 +6,6 @@ use std::rc::Rc;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action as HostAction;
 
-use crate::authz::MAX_BODY_BYTES;
 use crate::cors;
 use crate::gateway::{Action, Decision, Outcome, Request};
 use crate::http::Response;
@@ -22,7 +21,7 @@ pub struct Http {
     origin: Option<String>,
     forwarded: bool,
     /// Headers of a request held while its body is read (authorization-server endpoints).
-    held: Option<Vec<(String, String)>>,
+    held: Option<(Vec<(String, String)>, usize)>,
     /// The client metadata document this request waits for.
     fetching: Option<String>,
 }
@@ -88,8 +87,13 @@ fn decide_now(state: &Rc<RefCell<VmState>>) -> (Decision, Vec<(String, String)>)
     (decision, headers)
 }
 
-/// Answers a held authorization-server request now that its body is here.
-fn decide_with_body(state: &Rc<RefCell<VmState>>, headers: &[(String, String)], body: &[u8]) {
+/// Decides on a held request now that its body is here (an authorization-server form or an
+/// inspected JSON-RPC body). Returns whether the request goes on to the backend.
+fn decide_with_body(
+    state: &Rc<RefCell<VmState>>,
+    headers: &[(String, String)],
+    body: &[u8],
+) -> bool {
     let address = host::source_address();
     let request = request_view(headers, address.as_deref());
     let now_secs = host::now_ms() / 1000;
@@ -98,16 +102,27 @@ fn decide_with_body(state: &Rc<RefCell<VmState>>, headers: &[(String, String)], 
         let decision = vm
             .gateway
             .decide_with_body(&request, body, now_secs, &mut SharedStore);
+        vm.stats.record(decision.outcome);
         log_decision(&decision);
         decision
     };
     match decision.action {
-        Action::Respond(response) => host::send_response(&response),
-        _ => host::send_response(&Response::oauth_error(
-            500,
-            "server_error",
-            "Unexpected decision",
-        )),
+        Action::Respond(response) => {
+            host::send_response(&response);
+            false
+        }
+        Action::Forward { headers } => {
+            forward(state, &headers);
+            true
+        }
+        _ => {
+            host::send_response(&Response::oauth_error(
+                500,
+                "server_error",
+                "Unexpected decision",
+            ));
+            false
+        }
     }
 }
 
@@ -137,7 +152,7 @@ pub fn decide_after_wait(state: &Rc<RefCell<VmState>>, fallback: Response) {
     let (decision, _) = decide_now(state);
     match decision.action {
         Action::Respond(response) => host::send_response(&response),
-        Action::AwaitKeys { .. } | Action::ReadBody | Action::FetchClientMetadata(_) => {
+        Action::AwaitKeys { .. } | Action::ReadBody { .. } | Action::FetchClientMetadata(_) => {
             host::send_response(&fallback)
         }
         Action::Forward { headers } => {
@@ -165,12 +180,16 @@ impl HttpContext for Http {
                 HostAction::Continue
             }
             Action::AwaitKeys { issuer, fallback } => self.wait_for_keys(issuer, fallback),
-            Action::ReadBody if end_of_stream => {
-                decide_with_body(&self.state, &headers, &[]);
-                HostAction::Pause
+            Action::ReadBody { .. } if end_of_stream => {
+                self.forwarded = decide_with_body(&self.state, &headers, &[]);
+                if self.forwarded {
+                    HostAction::Continue
+                } else {
+                    HostAction::Pause
+                }
             }
-            Action::ReadBody => {
-                self.held = Some(headers);
+            Action::ReadBody { max_bytes } => {
+                self.held = Some((headers, max_bytes));
                 HostAction::Pause
             }
             Action::FetchClientMetadata(fetch) => self.fetch_client_metadata(fetch),
@@ -178,10 +197,10 @@ impl HttpContext for Http {
     }
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> HostAction {
-        let Some(headers) = &self.held else {
+        let Some((headers, max_bytes)) = &self.held else {
             return HostAction::Continue;
         };
-        if body_size > MAX_BODY_BYTES {
+        if body_size > *max_bytes {
             self.held = None;
             host::send_response(&Response::oauth_error(
                 413,
@@ -194,9 +213,13 @@ impl HttpContext for Http {
             return HostAction::Pause;
         }
         let body = host::request_body(body_size);
-        decide_with_body(&self.state, headers, &body);
+        self.forwarded = decide_with_body(&self.state, headers, &body);
         self.held = None;
-        HostAction::Pause
+        if self.forwarded {
+            HostAction::Continue
+        } else {
+            HostAction::Pause
+        }
     }
 
     fn on_http_response_headers(
@@ -300,7 +323,7 @@ impl Context for Http {
         };
         let status = host::call_response_header(":status");
         let cache_control = host::call_response_header("cache-control");
-        let body = host::call_response_body(body_size.min(MAX_BODY_BYTES));
+        let body = host::call_response_body(body_size.min(crate::authz::MAX_BODY_BYTES));
         let now_secs = host::now_ms() / 1000;
         {
             let vm = self.state.borrow();

@@ -5,7 +5,8 @@ use proxy_wasm::types::MetricType;
 
 use crate::gateway::Outcome;
 
-const DENIAL_REASONS: [&str; 6] = [
+const DENIAL_REASONS: [&str; 7] = [
+    "client_denied",
     "missing_token",
     "invalid_token",
     "expired",
@@ -78,6 +79,7 @@ impl Stats {
             Outcome::Public => bump(self.public),
             Outcome::Served => bump(self.served),
             Outcome::Metadata => bump(self.metadata),
+            Outcome::Pending => {}
             Outcome::Authz(endpoint) => {
                 let id = self
                     .authz

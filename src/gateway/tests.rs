@@ -309,3 +309,80 @@ fn remote_keys_not_loaded_means_wait_then_503() {
     req.method = "GET";
     assert_eq!(response(decide(&g, &req, NOW)).status, 503);
 }
+
+fn mcp_gateway() -> Gateway {
+    gateway_with(json!({
+        "mcp": {
+            "max_body_bytes": 2048,
+            "rules": [
+                {"method": "tools/call", "name": "delete_*", "scopes": ["mcp:write"]},
+                {"method": "tools/call", "scopes": ["mcp:tools"]}
+            ],
+            "clients": [{"client_id": "cli", "deny_tools": ["forbidden"]}]
+        }
+    }))
+}
+
+fn with_body(g: &Gateway, request: &Request, body: &str) -> Decision {
+    let mut store = MemoryStore::default();
+    match g.decide(request, NOW, &mut store).action {
+        Action::ReadBody { .. } => g.decide_with_body(request, body.as_bytes(), NOW, &mut store),
+        other => panic!("expected ReadBody, got {other:?}"),
+    }
+}
+
+fn tool_call(name: &str) -> String {
+    json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {"name": name, "arguments": {}}}).to_string()
+}
+
+#[test]
+fn mcp_posts_are_inspected_and_allowed_tools_pass() {
+    let g = mcp_gateway();
+    let auth = format!("Bearer {}", token("mcp:tools", RESOURCE));
+    let d = with_body(&g, &get("/mcp", vec![&auth]), &tool_call("echo"));
+    assert_eq!(d.outcome, Outcome::Allowed);
+    assert!(matches!(d.action, Action::Forward { .. }));
+}
+
+#[test]
+fn a_tool_needing_another_scope_gets_403_for_step_up() {
+    let g = mcp_gateway();
+    let auth = format!("Bearer {}", token("mcp:tools", RESOURCE));
+    let r = response(with_body(&g, &get("/mcp", vec![&auth]), &tool_call("delete_file")));
+    assert_eq!(r.status, 403);
+    let h = r.header("www-authenticate").unwrap();
+    assert!(h.contains("error=\"insufficient_scope\""), "{h}");
+    assert!(h.contains("scope=\"mcp:tools mcp:write\""), "{h}");
+}
+
+#[test]
+fn a_denied_tool_gets_a_json_rpc_error_naming_it() {
+    let g = mcp_gateway();
+    let auth = format!("Bearer {}", token("mcp:tools", RESOURCE));
+    let r = response(with_body(&g, &get("/mcp", vec![&auth]), &tool_call("forbidden")));
+    assert_eq!(r.status, 403);
+    let b = body(&r);
+    assert_eq!(b["id"], 7);
+    assert_eq!(b["error"]["message"], "Tool forbidden is not allowed for this client");
+}
+
+#[test]
+fn bad_bodies_never_reach_the_backend() {
+    let g = mcp_gateway();
+    let auth = format!("Bearer {}", token("mcp:tools", RESOURCE));
+    let r = response(with_body(&g, &get("/mcp", vec![&auth]), "{not json"));
+    assert_eq!(r.status, 400);
+    assert_eq!(body(&r)["error"]["code"], -32700);
+    let big = format!("{{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\",\"params\":{{\"x\":\"{}\"}}}}", "a".repeat(3000));
+    assert_eq!(response(with_body(&g, &get("/mcp", vec![&auth]), &big)).status, 413);
+}
+
+#[test]
+fn mcp_get_and_unauthenticated_posts_are_not_read() {
+    let g = mcp_gateway();
+    let auth = format!("Bearer {}", token("mcp:tools", RESOURCE));
+    let mut req = get("/mcp", vec![&auth]);
+    req.method = "GET";
+    assert!(matches!(decide(&g, &req, NOW).action, Action::Forward { .. }));
+    assert_eq!(response(decide(&g, &get("/mcp", vec![]), NOW)).status, 401);
+}

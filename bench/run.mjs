@@ -1,0 +1,641 @@
+#!/usr/bin/env node
+// The side-by-side benchmark behind `make bench` (started by bench/bench.sh): Envoy with no
+// auth filter, a no-op Wasm filter, Envoy's native jwt_authn (with and without its JWT cache)
+// and our filter (verified-token cache on and off), for HS256, ES256 and RS256 tokens; then the
+// authorization server's token endpoint, the protected-resource metadata, memory, .wasm size
+// and start-up time. Prints a markdown report and writes it to BENCHMARKS.md.
+//
+// Method:
+//  - One Envoy per configuration, `--concurrency 1`, plain HTTP on 127.0.0.1, the only route a
+//    direct_response (bench/envoy-bench.yaml). With taskset: Envoys on core 0, wrk on core 1.
+//  - wrk, 1 thread, BENCH_CONNECTIONS (8) connections, BENCH_DURATION s (5) per measurement after
+//    a BENCH_WARMUP s (1) warm-up on the same connections' target; every Envoy also gets a longer
+//    warm-up (BENCH_INITIAL_WARMUP, 2 s) before the first round.
+//  - Rounds interleaved: every measurement once per round (order rotated each round),
+//    BENCH_ROUNDS (3) rounds; the report gives medians over rounds.
+//  - Envoy CPU per request: utime+stime of the Envoy process (/proc/<pid>/stat) over the
+//    measurement, divided by the requests wrk completed.
+//  - Every loop is bounded; every process is stopped on exit (and bench.sh kills the pids in
+//    $BENCH_TMP/pids if this script dies).
+//
+// Environment: ENVOY_BIN, MCP_OAUTH_WASM, NOOP_WASM, BENCH_TMP (all set by bench.sh); optional
+// BENCH_ROUNDS, BENCH_DURATION, BENCH_WARMUP, BENCH_INITIAL_WARMUP, BENCH_CONNECTIONS,
+// BENCH_STARTS, BENCH_OUT (default BENCHMARKS.md at the repository root; "-" for none),
+// BENCH_COMMAND (the command named in the report).
+import { spawn, execFileSync } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
+import net from 'node:net';
+import os from 'node:os';
+import { join, relative } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { gzipSync } from 'node:zlib';
+import { SignJWT, exportJWK, generateKeyPair } from 'jose';
+import {
+  ISSUER,
+  REPO_ROOT,
+  RESOURCE,
+  SCOPE,
+  jwtAuthnFilter,
+  pluginConfig,
+  renderBenchConfig,
+  wasmFilter,
+} from './config.mjs';
+
+// ---------------------------------------------------------------- settings
+const env = process.env;
+const need = (name) => {
+  if (!env[name]) throw new Error(`${name} is not set (run this through bench/bench.sh or make bench)`);
+  return env[name];
+};
+const ENVOY_BIN = need('ENVOY_BIN');
+const OUR_WASM = need('MCP_OAUTH_WASM');
+const NOOP_WASM = need('NOOP_WASM');
+const TMP = need('BENCH_TMP');
+const num = (name, dflt) => {
+  const v = env[name] === undefined || env[name] === '' ? dflt : Number(env[name]);
+  if (!Number.isFinite(v) || v <= 0) throw new Error(`${name} must be a positive number`);
+  return v;
+};
+const ROUNDS = Math.round(num('BENCH_ROUNDS', 3));
+const DURATION = num('BENCH_DURATION', 5);
+const WARMUP = num('BENCH_WARMUP', 1);
+const INITIAL_WARMUP = num('BENCH_INITIAL_WARMUP', 2);
+const CONNECTIONS = Math.round(num('BENCH_CONNECTIONS', 8));
+const STARTS = Math.round(num('BENCH_STARTS', 5));
+const OUT = env.BENCH_OUT ?? join(REPO_ROOT, 'BENCHMARKS.md');
+const COMMAND = env.BENCH_COMMAND ?? 'make bench';
+const WRK_LUA = join(REPO_ROOT, 'bench', 'wrk.lua');
+const PIDS_FILE = join(TMP, 'pids');
+const NPROC = os.availableParallelism();
+const TASKSET = NPROC >= 2 && hasCommand('taskset');
+const ENVOY_CORE = '0';
+const WRK_CORE = '1';
+const CLK_TCK = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
+const ALGS = ['HS256', 'ES256', 'RS256'];
+
+function hasCommand(cmd) {
+  try {
+    execFileSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+const log = (...a) => console.error('[bench]', ...a);
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const median = (xs) => {
+  const s = [...xs].sort((a, b) => a - b);
+  const n = s.length;
+  if (n === 0) return NaN;
+  return n % 2 ? s[(n - 1) / 2] : (s[n / 2 - 1] + s[n / 2]) / 2;
+};
+
+// ---------------------------------------------------------------- processes
+const live = new Map(); // pid -> child
+
+function killAllSync() {
+  for (const pid of live.keys()) {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      /* gone */
+    }
+  }
+  live.clear();
+}
+process.on('exit', killAllSync);
+for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
+  process.once(sig, () => {
+    log(`got ${sig}, stopping`);
+    killAllSync();
+    process.exit(130);
+  });
+}
+
+// $BENCH_TMP/pids always lists the children still running, for bench.sh's trap.
+const writePids = () => writeFileSync(PIDS_FILE, [...live.keys()].map((p) => `${p}\n`).join(''));
+
+function spawnTracked(cmd, args, opts) {
+  const child = spawn(cmd, args, opts);
+  if (child.pid === undefined) throw new Error(`could not start ${cmd}`);
+  live.set(child.pid, child);
+  writePids();
+  child.done = new Promise((resolve) => {
+    child.once('exit', (code, signal) => {
+      live.delete(child.pid);
+      writePids();
+      resolve({ code, signal });
+    });
+  });
+  return child;
+}
+
+async function stopChild(child, graceMs = 5000) {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  try {
+    process.kill(child.pid, 'SIGTERM');
+  } catch {
+    return;
+  }
+  const timer = setTimeout(() => {
+    try {
+      process.kill(child.pid, 'SIGKILL');
+    } catch {
+      /* gone */
+    }
+  }, graceMs);
+  await child.done;
+  clearTimeout(timer);
+}
+
+const pinned = (core, cmd, args) => (TASKSET ? ['taskset', ['-c', core, cmd, ...args]] : [cmd, args]);
+
+async function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address();
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+/** One HTTP/1.1 request to 127.0.0.1; resolves {status, body} or {status: 0, error}. */
+function request(port, path, { method = 'GET', headers = {}, body, timeoutMs = 2000 } = {}) {
+  return new Promise((resolve) => {
+    const req = http.request(
+      { host: '127.0.0.1', port, path, method, headers: body ? { ...headers, 'content-length': Buffer.byteLength(body) } : headers, agent: false },
+      (res) => {
+        const chunks = [];
+        res.on('data', (c) => chunks.push(c));
+        res.on('end', () => resolve({ status: res.statusCode, headers: res.headers, body: Buffer.concat(chunks).toString('utf8') }));
+        res.on('error', (error) => resolve({ status: 0, error }));
+      },
+    );
+    req.setTimeout(timeoutMs, () => req.destroy(new Error('timeout')));
+    req.on('error', (error) => resolve({ status: 0, error }));
+    if (body) req.write(body);
+    req.end();
+  });
+}
+
+function procStat(pid) {
+  // Fields after the ")" of comm: state is field 3; utime 14, stime 15 (1-based).
+  const text = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const rest = text.slice(text.lastIndexOf(')') + 2).split(' ');
+  return { cpuSeconds: (Number(rest[11]) + Number(rest[12])) / CLK_TCK };
+}
+
+function rssMiB(pid) {
+  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return m ? Number(m[1]) / 1024 : NaN;
+}
+
+// ---------------------------------------------------------------- Envoy
+let envoySeq = 0;
+
+/**
+ * Starts Envoy with `filter` and waits (at most 30 s) until admin /ready says LIVE and `probe`
+ * (a function of the listener port returning a promise of an HTTP status) gets 200.
+ * Returns {pid, listenerPort, adminPort, liveMs, readyMs, probeStatuses (answers before the
+ * first 200), stop(), logTail()}.
+ */
+async function startEnvoy(name, filter, { concurrency = 1, pin = true, probe }) {
+  const listenerPort = await freePort();
+  const adminPort = await freePort();
+  const dir = join(TMP, `${String(++envoySeq).padStart(3, '0')}-${name.replace(/[^A-Za-z0-9_.-]+/g, '_')}`);
+  mkdirSync(dir, { recursive: true });
+  const configPath = join(dir, 'envoy.yaml');
+  writeFileSync(configPath, renderBenchConfig({ listenerPort, adminPort, filter }));
+  const logPath = join(dir, 'envoy.log');
+  const args = ['-c', configPath, '--concurrency', String(concurrency), '--disable-hot-restart', '-l', 'warn', '--log-path', logPath];
+  const [cmd, argv] = pin ? pinned(ENVOY_CORE, ENVOY_BIN, args) : [ENVOY_BIN, args];
+  const t0 = performance.now();
+  const child = spawnTracked(cmd, argv, { cwd: dir, stdio: ['ignore', 'ignore', 'pipe'] });
+  const stderr = [];
+  child.stderr.on('data', (c) => stderr.push(c));
+  const logTail = () => {
+    const text = (existsSync(logPath) ? readFileSync(logPath, 'utf8') : '') + Buffer.concat(stderr).toString('utf8');
+    return text.split('\n').slice(-30).join('\n');
+  };
+  const deadline = t0 + 30000;
+  let liveMs = NaN;
+  let ok = false;
+  const probeStatuses = new Map(); // answers the probe got before the first good one
+  while (performance.now() < deadline && child.exitCode === null && child.signalCode === null) {
+    if (!(liveMs >= 0)) {
+      // No short timeout: while the main thread compiles the Wasm module, the admin socket
+      // accepts but answers only afterwards; the answer then comes at once.
+      const r = await request(adminPort, '/ready', { timeoutMs: Math.max(100, deadline - performance.now()) });
+      if (r.status === 200 && r.body.trim() === 'LIVE') liveMs = performance.now() - t0;
+    }
+    if (liveMs >= 0) {
+      const status = await probe(listenerPort);
+      ok = status === 200;
+      if (ok) break;
+      probeStatuses.set(status, (probeStatuses.get(status) ?? 0) + 1);
+    }
+    await sleep(5);
+  }
+  const readyMs = performance.now() - t0;
+  if (!ok) {
+    await stopChild(child);
+    throw new Error(`Envoy ${name} did not get ready (LIVE after ${f0(liveMs)} ms; probe answers ${JSON.stringify([...probeStatuses])}) within 30 s:\n${logTail()}`);
+  }
+  return { name, pid: child.pid, listenerPort, adminPort, readyMs, liveMs, probeStatuses, dir, logTail, stop: () => stopChild(child) };
+}
+
+// ---------------------------------------------------------------- wrk
+/** Runs wrk against the case for `seconds`; returns its numbers plus the Envoy CPU time used. */
+async function runWrk(c, seconds) {
+  const args = ['-t1', `-c${CONNECTIONS}`, `-d${seconds}s`, '--timeout', '5s', '-s', WRK_LUA];
+  for (const h of c.headers ?? []) args.push('-H', h);
+  args.push(`http://127.0.0.1:${c.envoy.listenerPort}${c.path}`);
+  const [cmd, argv] = pinned(WRK_CORE, 'wrk', args);
+  const before = procStat(c.envoy.pid);
+  const child = spawnTracked(cmd, argv, {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, BENCH_BODY: c.body ?? '' },
+  });
+  const out = [];
+  child.stdout.on('data', (d) => out.push(d));
+  child.stderr.on('data', (d) => out.push(d));
+  const killer = setTimeout(() => {
+    try {
+      process.kill(child.pid, 'SIGKILL');
+    } catch {
+      /* gone */
+    }
+  }, (seconds + 20) * 1000);
+  const { code } = await child.done;
+  clearTimeout(killer);
+  const after = procStat(c.envoy.pid);
+  const text = Buffer.concat(out).toString('utf8');
+  const line = text.split('\n').find((l) => l.startsWith('BENCH_JSON '));
+  if (code !== 0 || !line) throw new Error(`wrk failed for ${c.id} (exit ${code}):\n${text}`);
+  const r = JSON.parse(line.slice('BENCH_JSON '.length));
+  const errors = r.connect_errors + r.read_errors + r.write_errors + r.status_errors + r.timeouts;
+  return {
+    rps: r.requests / (r.duration_us / 1e6),
+    p50ms: r.p50_us / 1000,
+    p99ms: r.p99_us / 1000,
+    requests: r.requests,
+    errors,
+    cpuUsPerReq: ((after.cpuSeconds - before.cpuSeconds) * 1e6) / Math.max(1, r.requests),
+    cpuShare: (after.cpuSeconds - before.cpuSeconds) / (r.duration_us / 1e6),
+  };
+}
+
+// ---------------------------------------------------------------- keys and tokens
+const now = () => Math.floor(Date.now() / 1000);
+
+async function makeKeys() {
+  const keys = {};
+  const hsText = randomBytes(32).toString('base64url'); // 43 ASCII characters, used as UTF-8 text
+  keys.HS256 = {
+    alg: 'HS256',
+    kid: 'bench-hs',
+    signWith: new TextEncoder().encode(hsText),
+    ours: { algorithms: ['HS256'], secrets: [{ kid: 'bench-hs', value: hsText }] },
+    jwks: { keys: [{ kty: 'oct', kid: 'bench-hs', alg: 'HS256', k: Buffer.from(hsText, 'utf8').toString('base64url') }] },
+  };
+  for (const alg of ['ES256', 'RS256']) {
+    const { privateKey, publicKey } = await generateKeyPair(alg, { modulusLength: 2048, extractable: true });
+    const kid = `bench-${alg.toLowerCase()}`;
+    const pub = { ...(await exportJWK(publicKey)), kid, alg, use: 'sig' };
+    keys[alg] = { alg, kid, signWith: privateKey, ours: { algorithms: [alg], jwks: { keys: [pub] } }, jwks: { keys: [pub] } };
+  }
+  // The authorization server's signing key (ES256, private JWK) and a confidential client.
+  const as = await generateKeyPair('ES256', { extractable: true });
+  const asJwk = { ...(await exportJWK(as.privateKey)), kid: 'bench-as', alg: 'ES256', use: 'sig' };
+  const clientSecret = randomBytes(32).toString('base64url');
+  keys.as = {
+    signingJwk: asJwk,
+    sealingKey: randomBytes(32).toString('base64url'),
+    clientId: 'bench-service',
+    clientSecret,
+    clientSecretHash: `sha256$${createHash('sha256').update(clientSecret).digest('base64url')}`,
+  };
+  return keys;
+}
+
+/** An access token like one our authorization server issues, valid for an hour. */
+async function mint(key) {
+  const t = now();
+  return new SignJWT({ sub: 'bench-user', client_id: 'bench-client', scope: SCOPE, jti: randomBytes(12).toString('base64url') })
+    .setProtectedHeader({ alg: key.alg, typ: 'at+jwt', kid: key.kid })
+    .setIssuer(ISSUER)
+    .setAudience(RESOURCE)
+    .setIssuedAt(t)
+    .setNotBefore(t)
+    .setExpirationTime(t + 3600)
+    .sign(key.signWith);
+}
+
+function tamper(jwt) {
+  const [h, p, s] = jwt.split('.');
+  const i = Math.floor(s.length / 2);
+  return `${h}.${p}.${s.slice(0, i)}${s[i] === 'A' ? 'B' : 'A'}${s.slice(i + 1)}`;
+}
+
+// ---------------------------------------------------------------- the cases
+function authorizationServerConfig(keys) {
+  return pluginConfig(null, {
+    authorization_server: {
+      signing_keys: [{ jwk: keys.as.signingJwk }],
+      sealing_keys: [{ kid: 'bench', value_base64url: keys.as.sealingKey }],
+      access_token_ttl_seconds: 3600,
+      scopes: [{ name: SCOPE, description: 'Benchmark scope' }],
+      clients: [
+        {
+          client_id: keys.as.clientId,
+          client_secret_hash: keys.as.clientSecretHash,
+          grant_types: ['client_credentials'],
+        },
+      ],
+      // The benchmark asks for tokens as fast as it can: lift the per-minute limits.
+      rate_limits: { token_per_minute_per_client: 100000000, token_per_minute_per_address: 100000000 },
+    },
+  });
+}
+
+function basicAuth(keys) {
+  return `Basic ${Buffer.from(`${keys.as.clientId}:${keys.as.clientSecret}`).toString('base64')}`;
+}
+const TOKEN_BODY = `grant_type=client_credentials&scope=${encodeURIComponent(SCOPE)}`;
+
+/** Envoy configurations of the main comparison, as {id, label, group, alg, filter}. */
+function comparisonConfigs(keys) {
+  const ours = (alg, extra) => wasmFilter({ name: 'mcp_oauth', wasmPath: OUR_WASM, configuration: pluginConfig(keys[alg].ours, extra) });
+  const list = [
+    { id: 'none', group: '(1)', label: 'no auth filter', alg: 'ES256', filter: null },
+    { id: 'noop', group: '(2)', label: 'no-op Wasm filter (reads, removes Authorization)', alg: 'ES256', filter: wasmFilter({ name: 'bench_noop', wasmPath: NOOP_WASM }) },
+  ];
+  for (const alg of ALGS) {
+    list.push(
+      { id: `jwt_authn-${alg}`, group: '(3a)', label: 'Envoy jwt_authn', alg, filter: jwtAuthnFilter({ jwks: keys[alg].jwks, cache: false }) },
+      { id: `jwt_authn_cache-${alg}`, group: '(3b)', label: 'Envoy jwt_authn + jwt_cache_config', alg, filter: jwtAuthnFilter({ jwks: keys[alg].jwks, cache: true }) },
+      { id: `ours-${alg}`, group: '(4)', label: 'mcp-oauth, token cache on (default)', alg, filter: ours(alg) },
+      { id: `ours_nocache-${alg}`, group: '(5)', label: 'mcp-oauth, `token_cache_entries: 0`', alg, filter: ours(alg, { token_cache_entries: 0 }) },
+    );
+  }
+  return list;
+}
+
+const isAuth = (cfg) => cfg.id !== 'none' && cfg.id !== 'noop';
+
+/** Functional checks before measuring: the filter lets the good token through and refuses others. */
+async function checkCase(c, tokens) {
+  const port = c.envoy.listenerPort;
+  const fail = (what, r) => {
+    throw new Error(`check failed for ${c.id}: ${what} (got ${r.status}${r.error ? ` ${r.error.message}` : ''} ${r.body ?? ''})\n${c.envoy.logTail()}`);
+  };
+  if (c.kind === 'token') {
+    const r = await request(port, c.path, { method: 'POST', headers: { authorization: basicAuth(c.keys), 'content-type': 'application/x-www-form-urlencoded' }, body: TOKEN_BODY });
+    if (r.status !== 200 || !JSON.parse(r.body).access_token) fail('token endpoint', r);
+    const at = JSON.parse(r.body).access_token;
+    const use = await request(port, '/mcp', { headers: { authorization: `Bearer ${at}` } });
+    if (use.status !== 200) fail('the issued token on /mcp', use);
+    tokens.issued = at;
+    return;
+  }
+  if (c.kind === 'prm') {
+    const r = await request(port, c.path);
+    if (r.status !== 200 || JSON.parse(r.body).resource !== RESOURCE) fail('protected-resource metadata', r);
+    return;
+  }
+  const good = await request(port, c.path, { headers: { authorization: `Bearer ${tokens[c.alg]}` } });
+  if (good.status !== 200) fail(`valid ${c.alg} token`, good);
+  if (isAuth(c)) {
+    const none = await request(port, c.path);
+    if (none.status !== 401) fail('no token must be 401', none);
+    const bad = await request(port, c.path, { headers: { authorization: `Bearer ${tamper(tokens[c.alg])}` } });
+    if (bad.status !== 401) fail('tampered token must be 401', bad);
+  }
+}
+
+// ---------------------------------------------------------------- report helpers
+const f0 = (x) => (Number.isFinite(x) ? Math.round(x).toLocaleString('en-US') : '–');
+const f1 = (x) => (Number.isFinite(x) ? x.toFixed(1) : '–');
+const f2 = (x) => (Number.isFinite(x) ? x.toFixed(2) : '–');
+const f3 = (x) => (Number.isFinite(x) ? x.toFixed(3) : '–');
+const kb = (bytes) => `${(bytes / 1024).toFixed(0)} KiB`;
+
+function table(header, rows) {
+  const lines = [`| ${header.join(' | ')} |`, `|${header.map((h, i) => (i === 0 || /^(configuration|alg|endpoint|file)$/.test(h) ? '---' : '---:')).join('|')}|`];
+  for (const r of rows) lines.push(`| ${r.join(' | ')} |`);
+  return lines.join('\n');
+}
+
+function envoyVersion() {
+  const text = execFileSync(ENVOY_BIN, ['--version'], { encoding: 'utf8' });
+  const m = /version:\s*\S+?\/(\d+\.\d+\.\d+)\/\S*?\/(\w+)\/(\w+)/.exec(text);
+  return m ? `${m[1]} (${m[2]}, ${m[3]})` : text.trim();
+}
+
+function firstLine(cmd, args) {
+  try {
+    return execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).split('\n')[0].trim();
+  } catch (e) {
+    return (e.stdout || e.stderr || '').toString().split('\n')[0].trim() || '?';
+  }
+}
+
+// ---------------------------------------------------------------- main
+async function main() {
+  const startedAt = new Date();
+  const t0 = performance.now();
+  log(`rounds ${ROUNDS} × ${DURATION}s (+${WARMUP}s warm-up), ${CONNECTIONS} connections, taskset ${TASKSET ? 'on' : 'off'}, tmp ${TMP}`);
+  const keys = await makeKeys();
+  const tokens = {};
+  for (const alg of ALGS) tokens[alg] = await mint(keys[alg]);
+
+  // --- start one Envoy per configuration (concurrency 1, pinned), check, warm up
+  const configs = comparisonConfigs(keys);
+  const asConfig = { id: 'as', label: 'mcp-oauth + authorization_server', filter: wasmFilter({ name: 'mcp_oauth', wasmPath: OUR_WASM, configuration: authorizationServerConfig(keys) }) };
+  const envoys = {};
+  // Probes: the status of one request (200 = ready).
+  const withToken = (token) => async (port) => (await request(port, '/mcp', { headers: { authorization: `Bearer ${token}` }, timeoutMs: 10000 })).status;
+  for (const cfg of configs) {
+    log(`starting Envoy: ${cfg.id}`);
+    envoys[cfg.id] = await startEnvoy(cfg.id, cfg.filter, { probe: withToken(tokens[cfg.alg]) });
+  }
+  log('starting Envoy: as');
+  envoys.as = await startEnvoy('as', asConfig.filter, {
+    probe: async (port) => (await request(port, '/.well-known/oauth-protected-resource/mcp', { timeoutMs: 10000 })).status,
+  });
+  const cases = configs.map((cfg) => ({
+    ...cfg,
+    kind: 'get',
+    envoy: envoys[cfg.id],
+    path: '/mcp',
+    headers: [`Authorization: Bearer ${tokens[cfg.alg]}`],
+  }));
+  const extraCases = [
+    { id: 'token', kind: 'token', label: 'token endpoint: `POST /oauth/token`, client_credentials (client_secret_basic), ES256-signed access token', envoy: envoys.as, keys, path: '/oauth/token', headers: [`Authorization: ${basicAuth(keys)}`], body: TOKEN_BODY },
+    { id: 'prm', kind: 'prm', label: 'protected-resource metadata: `GET /.well-known/oauth-protected-resource/mcp`', envoy: envoys.as, path: '/.well-known/oauth-protected-resource/mcp', headers: [] },
+  ];
+  const all = [...cases, ...extraCases];
+  for (const c of all) await checkCase(c, tokens);
+  log('all configurations answer as expected (200 with the token; 401 without it or with a bad signature)');
+  for (const c of all) {
+    log(`initial warm-up ${INITIAL_WARMUP}s: ${c.id}`);
+    await runWrk(c, INITIAL_WARMUP);
+  }
+  const rss = {};
+  for (const [id, e] of Object.entries(envoys)) rss[id] = rssMiB(e.pid);
+
+  // --- interleaved rounds
+  const results = Object.fromEntries(all.map((c) => [c.id, []]));
+  for (let round = 0; round < ROUNDS; round++) {
+    const order = all.map((_, i) => all[(i + round * Math.ceil(all.length / ROUNDS)) % all.length]);
+    for (const c of order) {
+      await runWrk(c, WARMUP);
+      const r = await runWrk(c, DURATION);
+      results[c.id].push(r);
+      log(`round ${round + 1}/${ROUNDS} ${c.id.padEnd(22)} ${f0(r.rps).padStart(7)} req/s  p50 ${f3(r.p50ms)} ms  p99 ${f3(r.p99ms)} ms  cpu ${f1(r.cpuUsPerReq)} µs/req (${Math.round(r.cpuShare * 100)}%)${r.errors ? `  ERRORS ${r.errors}` : ''}`);
+    }
+  }
+  for (const e of Object.values(envoys)) await e.stop();
+
+  // --- start-up time, concurrency 2, not pinned
+  const startupConfigs = [
+    { id: 'none', label: 'no auth filter', filter: null, token: tokens.ES256 },
+    { id: 'noop', label: 'no-op Wasm filter', filter: configs.find((c) => c.id === 'noop').filter, token: tokens.ES256 },
+    { id: 'jwt_authn-ES256', label: 'Envoy jwt_authn (ES256)', filter: jwtAuthnFilter({ jwks: keys.ES256.jwks, cache: false }), token: tokens.ES256 },
+    { id: 'ours-ES256', label: 'mcp-oauth resource server (ES256 key)', filter: configs.find((c) => c.id === 'ours-ES256').filter, token: tokens.ES256 },
+    { id: 'as', label: 'mcp-oauth + authorization_server', filter: asConfig.filter, token: tokens.issued },
+  ];
+  const startup = Object.fromEntries(startupConfigs.map((s) => [s.id, { ms: [], live: [], rss: [], early: new Map() }]));
+  for (let i = 0; i < STARTS; i++) {
+    for (const s of startupConfigs) {
+      const e = await startEnvoy(`startup-${s.id}`, s.filter, { concurrency: 2, pin: false, probe: withToken(s.token) });
+      startup[s.id].ms.push(e.readyMs);
+      startup[s.id].live.push(e.liveMs);
+      for (const [status, n] of e.probeStatuses) startup[s.id].early.set(status, (startup[s.id].early.get(status) ?? 0) + n);
+      startup[s.id].rss.push(rssMiB(e.pid));
+      await e.stop();
+    }
+  }
+  log('start-up times:', Object.entries(startup).map(([k, v]) => `${k} ready ${v.ms.map((x) => Math.round(x)).join('/')} ms, LIVE ${v.live.map((x) => Math.round(x)).join('/')} ms, early answers ${JSON.stringify([...v.early])}`).join('; '));
+
+  // --- report
+  const med = (id, key) => median(results[id].map((r) => r[key]));
+  const base = { rps: med('none', 'rps'), cpu: med('none', 'cpuUsPerReq') };
+  const noop = { rps: med('noop', 'rps'), cpu: med('noop', 'cpuUsPerReq') };
+  const errs = (id) => results[id].reduce((s, r) => s + r.errors, 0);
+  const rounds = (id) => results[id].map((r) => f0(r.rps)).join(' / ');
+  const mainRows = cases.map((c) => {
+    const rps = med(c.id, 'rps');
+    const cpu = med(c.id, 'cpuUsPerReq');
+    return [
+      `${c.group} ${c.label}`,
+      c.id === 'none' || c.id === 'noop' ? '–' : c.alg,
+      f0(rps),
+      f3(med(c.id, 'p50ms')),
+      f3(med(c.id, 'p99ms')),
+      f2(rps / base.rps),
+      f2(rps / noop.rps),
+      f1(cpu),
+      c.id === 'none' ? '–' : `${cpu - base.cpu >= 0 ? '+' : ''}${f1(cpu - base.cpu)}`,
+      f0(rss[c.id]),
+      rounds(c.id),
+      String(errs(c.id)),
+    ];
+  });
+  const extraRows = extraCases.map((c) => [c.label, f0(med(c.id, 'rps')), f3(med(c.id, 'p50ms')), f3(med(c.id, 'p99ms')), f1(med(c.id, 'cpuUsPerReq')), rounds(c.id), String(errs(c.id))]);
+  const startupRows = startupConfigs.map((s) => {
+    const ms = startup[s.id].ms;
+    const early = [...startup[s.id].early].map(([status, n]) => `${n}× ${status || 'refused'}`).join(', ');
+    return [s.label, f0(median(startup[s.id].live)), f0(median(ms)), `${f0(Math.min(...ms))}–${f0(Math.max(...ms))}`, early || '–', f0(median(startup[s.id].rss))];
+  });
+  const ourSize = statSync(OUR_WASM).size;
+  const noopSize = statSync(NOOP_WASM).size;
+  const sizeRows = [
+    [`\`${relative(REPO_ROOT, OUR_WASM)}\``, f0(ourSize), kb(ourSize), kb(gzipSync(readFileSync(OUR_WASM), { level: 9 }).length)],
+    [`\`${relative(REPO_ROOT, NOOP_WASM)}\` (no-op filter)`, f0(noopSize), kb(noopSize), kb(gzipSync(readFileSync(NOOP_WASM), { level: 9 }).length)],
+  ];
+  const rssRows = [
+    ['no auth filter', f0(rss.none)],
+    ['no-op Wasm filter', f0(rss.noop)],
+    ['Envoy jwt_authn (ES256, cache)', f0(rss['jwt_authn_cache-ES256'])],
+    ['mcp-oauth resource server (ES256, cache on)', f0(rss['ours-ES256'])],
+    ['mcp-oauth + authorization_server', f0(rss.as)],
+  ];
+  const tokenLen = ALGS.map((a) => `${a} ${tokens[a].length} B`).join(', ');
+  const minutes = (performance.now() - t0) / 60000;
+
+  const md = `# Benchmarks
+
+Generated by \`${COMMAND}\` (bench/run.mjs) on ${startedAt.toISOString().slice(0, 16).replace('T', ' ')} UTC in ${minutes.toFixed(1)} min.
+Every number below comes from that run; rerun the command to refresh this file.
+
+**Machine:** ${NPROC} CPUs (\`nproc\`), ${firstLine('sh', ['-c', "grep -m1 'model name' /proc/cpuinfo | cut -d: -f2"])}, ${f0(os.totalmem() / 2 ** 30)} GiB RAM, Linux ${os.release()}.
+**Envoy:** ${envoyVersion()}, Wasm runtime V8. **Load:** ${firstLine('sh', ['-c', 'wrk -v 2>&1'])}. Node ${process.version}.
+
+**Method.** Each configuration is its own Envoy, \`--concurrency 1\`, plain HTTP on 127.0.0.1 (no TLS), whose only
+route is a \`direct_response\` (200, 3 bytes): no upstream. ${TASKSET ? `Envoy is pinned to core ${ENVOY_CORE} and wrk to core ${WRK_CORE} (taskset).` : 'No CPU pinning (taskset missing or one CPU).'}
+wrk: 1 thread, ${CONNECTIONS} keep-alive connections, \`GET /mcp\` with \`Authorization: Bearer <token>\` (${tokenLen}), ${DURATION} s per
+measurement after a ${WARMUP} s warm-up (every Envoy also had ${INITIAL_WARMUP} s of warm-up before the first round). ${ROUNDS} rounds, interleaved:
+each round measures every configuration once (order rotated per round); the table shows **medians over rounds**.
+Tokens are valid (signature, \`iss\`, \`aud\`, \`exp\`, scope \`${SCOPE}\`); the same token is sent on every request, which is
+what caches are for. Before measuring, every auth configuration was checked to answer 200 with the token and 401
+without it or with a tampered signature. jwt_authn checks signature, \`iss\`, \`aud\` and time and copies four claims to
+headers (\`claim_to_headers\`, \`forward: false\`); our filter also checks the route's scope, removes \`Authorization\`
+and sets four identity headers. *Envoy CPU µs/req* is the Envoy process's user+system CPU time over the measurement
+divided by the requests served (all threads; with one worker saturated this is the cost of a request).
+
+## Requests through the filter (\`GET /mcp\` with a valid token)
+
+${table(
+  ['configuration', 'alg', 'req/s', 'p50 ms', 'p99 ms', '× (1)', '× (2)', 'Envoy CPU µs/req', 'vs (1) µs/req', 'RSS MiB', `req/s by round`, 'errors'],
+  mainRows,
+)}
+
+*× (1)*, *× (2)*: throughput relative to (1) no filter and (2) the no-op Wasm filter. *RSS*: VmRSS of that
+Envoy (\`--concurrency 1\`) after its warm-up. *errors*: wrk socket errors, timeouts and non-2xx answers, all rounds.
+
+## Authorization server and metadata endpoints (our filter answers them itself)
+
+${table(['endpoint', 'req/s', 'p50 ms', 'p99 ms', 'Envoy CPU µs/req', 'req/s by round', 'errors'], extraRows)}
+
+The token endpoint's Envoy has an \`authorization_server\` section with one confidential client and an ES256
+signing key (rate limits lifted for the benchmark); every request authenticates the client (SHA-256 of the
+secret) and signs a new access token.
+
+## Memory (VmRSS after warm-up, \`--concurrency 1\`)
+
+${table(['configuration', 'RSS MiB'], rssRows)}
+
+## Start-up with \`--concurrency 2\` (${STARTS} starts each, not pinned)
+
+Time from spawning Envoy until admin \`/ready\` says \`LIVE\` and a request with a valid token gets 200.
+
+${table(['configuration', 'LIVE ms (median)', 'ready ms (median)', 'ready range ms', 'answers before the first 200', 'RSS MiB at ready'], startupRows)}
+
+## Wasm size
+
+${table(['file', 'bytes', 'size', 'gzip -9'], sizeRows)}
+`;
+  process.stdout.write(`\n${md}`);
+  if (OUT !== '-') {
+    writeFileSync(OUT, md);
+    log(`wrote ${OUT}`);
+  }
+}
+
+main().then(
+  () => {
+    killAllSync();
+    process.exit(0);
+  },
+  (e) => {
+    console.error(e?.stack ?? e);
+    killAllSync();
+    process.exit(1);
+  },
+);

@@ -1,0 +1,6 @@
+//! Understanding MCP: JSON-RPC bodies, per-tool/prompt/resource scopes and per-client tool
+//! lists.
+
+pub mod glob;
+pub mod jsonrpc;
+pub mod policy;

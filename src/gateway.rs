@@ -11,6 +11,7 @@ use crate::config::Config;
 use crate::cors;
 use crate::http::{path_has_prefix, path_is_ambiguous, path_only, Response};
 use crate::jwt::{TokenError, VerifiedToken, Verifier};
+use crate::mcp::listing::ListFilter;
 use crate::mcp::policy::{McpPolicy, Verdict};
 use crate::resource::bearer::{bearer_token, Credential};
 use crate::resource::challenge::Challenge;
@@ -43,8 +44,11 @@ pub enum Action {
     /// Send this response; the backend sees nothing.
     Respond(Response),
     /// Pass the request on, after removing `Authorization` and every identity header, then
-    /// adding these headers.
-    Forward { headers: Vec<(String, String)> },
+    /// adding these headers; filter the answer's lists when `list_filter` says so.
+    Forward {
+        headers: Vec<(String, String)>,
+        list_filter: Option<ListFilter>,
+    },
     /// The issuer's keys are missing or stale: hold the request until the key fetch finishes,
     /// then decide again; send `fallback` if that is not possible.
     AwaitKeys { issuer: usize, fallback: Response },
@@ -128,11 +132,14 @@ impl Gateway {
                     self.inspect(policy, &authorized, body, path_only(request.path))
                 }
                 Ok(None) => Decision {
-                    action: Action::Forward { headers: vec![] },
+                    action: Action::Forward {
+                        headers: vec![],
+                        list_filter: None,
+                    },
                     outcome: Outcome::Public,
                     detail: None,
                 },
-                Err(decision) => decision,
+                Err(decision) => *decision,
             },
             (None, None) => Decision::respond(
                 Response::oauth_error(404, "not_found", "Not found"),
@@ -294,12 +301,15 @@ impl Gateway {
             Ok(Some(authorized)) => authorized,
             Ok(None) => {
                 return Decision {
-                    action: Action::Forward { headers: vec![] },
+                    action: Action::Forward {
+                        headers: vec![],
+                        list_filter: None,
+                    },
                     outcome: Outcome::Public,
                     detail: None,
                 }
             }
-            Err(decision) => return decision,
+            Err(decision) => return *decision,
         };
         if let Some(policy) = self.inspected(request) {
             return Decision {
@@ -313,6 +323,7 @@ impl Gateway {
         Decision {
             action: Action::Forward {
                 headers: self.identity_headers(&authorized.token),
+                list_filter: None,
             },
             outcome: Outcome::Allowed,
             detail: None,
@@ -334,7 +345,7 @@ impl Gateway {
         request: &Request,
         now: u64,
         store: &mut dyn Store,
-    ) -> Result<Option<Authorized>, Decision> {
+    ) -> Result<Option<Authorized>, Box<Decision>> {
         let config = &self.config;
         let path = path_only(request.path);
         let (resource, scopes, prefix) = match access_for(config, request.method, request.path) {
@@ -354,34 +365,37 @@ impl Gateway {
         let token = match bearer_token(&request.authorization) {
             Credential::Bearer(token) => token,
             Credential::None => {
-                return Err(Decision::respond(
-                    challenge.missing_token(),
-                    Outcome::Denied("missing_token"),
-                )
-                .with_detail(format!("no bearer token for {}", sanitize(path))))
+                return Err(Box::new(
+                    Decision::respond(challenge.missing_token(), Outcome::Denied("missing_token"))
+                        .with_detail(format!("no bearer token for {}", sanitize(path))),
+                ))
             }
             Credential::Malformed(why) => {
-                return Err(Decision::respond(
-                    challenge.invalid_request(why),
-                    Outcome::Denied("bad_request"),
-                )
-                .with_detail(why.to_string()))
+                return Err(Box::new(
+                    Decision::respond(
+                        challenge.invalid_request(why),
+                        Outcome::Denied("bad_request"),
+                    )
+                    .with_detail(why.to_string()),
+                ))
             }
         };
         let verified = match self.verifier.verify(token, resource, now) {
             Ok(verified) => verified,
-            Err(error) => return Err(self.token_error(&challenge, error, path)),
+            Err(error) => return Err(Box::new(self.token_error(&challenge, error, path))),
         };
         if verified
             .jwt_id
             .as_deref()
             .is_some_and(|jti| state::access_token_revoked(store, jti))
         {
-            return Err(Decision::respond(
-                challenge.invalid_token("The access token was revoked"),
-                Outcome::Denied("invalid_token"),
-            )
-            .with_detail(format!("revoked token for {}", sanitize(path))));
+            return Err(Box::new(
+                Decision::respond(
+                    challenge.invalid_token("The access token was revoked"),
+                    Outcome::Denied("invalid_token"),
+                )
+                .with_detail(format!("revoked token for {}", sanitize(path))),
+            ));
         }
         let authorized = Authorized {
             token: verified,
@@ -393,7 +407,7 @@ impl Gateway {
             .cloned()
             .collect();
         if !missing.is_empty() {
-            return Err(authorized.step_up(&missing, &sanitize(path)));
+            return Err(Box::new(authorized.step_up(&missing, &sanitize(path))));
         }
         Ok(Some(authorized))
     }
@@ -432,6 +446,11 @@ impl Gateway {
             Verdict::Allow => Decision {
                 action: Action::Forward {
                     headers: self.identity_headers(token),
+                    list_filter: ListFilter::for_calls(
+                        &calls,
+                        token.client_id.as_deref(),
+                        &token.scopes,
+                    ),
                 },
                 outcome: Outcome::Allowed,
                 detail: None,

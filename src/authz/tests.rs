@@ -70,9 +70,10 @@ impl World {
             ..Default::default()
         };
         let decision: Decision = match self.gateway.decide(&request, NOW, &mut self.store).action {
-            Action::ReadBody { .. } => self
-                .gateway
-                .decide_with_body(&request, body, NOW, &mut self.store),
+            Action::ReadBody { .. } => {
+                self.gateway
+                    .decide_with_body(&request, body, NOW, &mut self.store)
+            }
             other => Decision {
                 action: other,
                 outcome: crate::gateway::Outcome::Served,

@@ -85,6 +85,34 @@ pub fn set_request_header(name: &str, value: &str) {
     }
 }
 
+pub fn response_header(name: &str) -> Option<String> {
+    hostcalls::get_map_value_bytes(MapType::HttpResponseHeaders, name)
+        .ok()
+        .flatten()
+        .map(|v| String::from_utf8_lossy(&v).into_owned())
+}
+
+pub fn remove_response_header(name: &str) {
+    if let Err(status) = hostcalls::remove_map_value(MapType::HttpResponseHeaders, name) {
+        log::warn!("mcp-oauth: cannot remove response header {name}: {status:?}");
+    }
+}
+
+/// The response body seen by this callback (all of it when the callbacks paused until now).
+pub fn response_body(size: usize) -> Vec<u8> {
+    hostcalls::get_buffer(BufferType::HttpResponseBody, 0, size)
+        .ok()
+        .flatten()
+        .unwrap_or_default()
+}
+
+/// Replaces the first `size` bytes of the response body seen by this callback.
+pub fn replace_response_body(size: usize, value: &[u8]) {
+    if let Err(status) = hostcalls::set_buffer(BufferType::HttpResponseBody, 0, size, value) {
+        log::warn!("mcp-oauth: cannot rewrite the response body: {status:?}");
+    }
+}
+
 pub fn response_header_present(name: &str) -> bool {
     matches!(
         hostcalls::get_map_value_bytes(MapType::HttpResponseHeaders, name),

@@ -9,6 +9,7 @@ use proxy_wasm::types::Action as HostAction;
 use crate::cors;
 use crate::gateway::{Action, Decision, Outcome, Request};
 use crate::http::Response;
+use crate::mcp::listing::{ListFilter, SseFilter};
 
 use super::host;
 use super::root::{VmState, Waiter};
@@ -24,6 +25,16 @@ pub struct Http {
     held: Option<(Vec<(String, String)>, usize)>,
     /// The client metadata document this request waits for.
     fetching: Option<String>,
+    /// The answer carries list results to filter for this token.
+    list_filter: Option<ListFilter>,
+    /// How the answer's body is being filtered, once its headers are known.
+    response_filter: Option<ResponseFilter>,
+}
+
+/// Filtering a list answer: a JSON body is read whole; an SSE stream event by event.
+enum ResponseFilter {
+    Json,
+    Sse(SseFilter),
 }
 
 impl Http {
@@ -35,6 +46,8 @@ impl Http {
             forwarded: false,
             held: None,
             fetching: None,
+            list_filter: None,
+            response_filter: None,
         }
     }
 }
@@ -93,7 +106,7 @@ fn decide_with_body(
     state: &Rc<RefCell<VmState>>,
     headers: &[(String, String)],
     body: &[u8],
-) -> bool {
+) -> Option<Option<ListFilter>> {
     let address = host::source_address();
     let request = request_view(headers, address.as_deref());
     let now_secs = host::now_ms() / 1000;
@@ -109,11 +122,14 @@ fn decide_with_body(
     match decision.action {
         Action::Respond(response) => {
             host::send_response(&response);
-            false
+            None
         }
-        Action::Forward { headers } => {
+        Action::Forward {
+            headers,
+            list_filter,
+        } => {
             forward(state, &headers);
-            true
+            Some(list_filter)
         }
         _ => {
             host::send_response(&Response::oauth_error(
@@ -121,7 +137,7 @@ fn decide_with_body(
                 "server_error",
                 "Unexpected decision",
             ));
-            false
+            None
         }
     }
 }
@@ -155,7 +171,7 @@ pub fn decide_after_wait(state: &Rc<RefCell<VmState>>, fallback: Response) {
         Action::AwaitKeys { .. } | Action::ReadBody { .. } | Action::FetchClientMetadata(_) => {
             host::send_response(&fallback)
         }
-        Action::Forward { headers } => {
+        Action::Forward { headers, .. } => {
             forward(state, &headers);
             host::resume_request();
         }
@@ -174,14 +190,16 @@ impl HttpContext for Http {
                 host::send_response(&response);
                 HostAction::Pause
             }
-            Action::Forward { headers } => {
+            Action::Forward { headers, .. } => {
                 forward(&self.state, &headers);
                 self.forwarded = true;
                 HostAction::Continue
             }
             Action::AwaitKeys { issuer, fallback } => self.wait_for_keys(issuer, fallback),
             Action::ReadBody { .. } if end_of_stream => {
-                self.forwarded = decide_with_body(&self.state, &headers, &[]);
+                let forwarded = decide_with_body(&self.state, &headers, &[]);
+                self.forwarded = forwarded.is_some();
+                self.list_filter = forwarded.flatten();
                 if self.forwarded {
                     HostAction::Continue
                 } else {
@@ -213,7 +231,9 @@ impl HttpContext for Http {
             return HostAction::Pause;
         }
         let body = host::request_body(body_size);
-        self.forwarded = decide_with_body(&self.state, headers, &body);
+        let forwarded = decide_with_body(&self.state, headers, &body);
+        self.forwarded = forwarded.is_some();
+        self.list_filter = forwarded.flatten();
         self.held = None;
         if self.forwarded {
             HostAction::Continue
@@ -227,6 +247,21 @@ impl HttpContext for Http {
         _num_headers: usize,
         _end_of_stream: bool,
     ) -> HostAction {
+        if self.list_filter.is_some() {
+            let content_type = host::response_header("content-type")
+                .unwrap_or_default()
+                .to_ascii_lowercase();
+            self.response_filter = if content_type.starts_with("application/json") {
+                Some(ResponseFilter::Json)
+            } else if content_type.starts_with("text/event-stream") {
+                Some(ResponseFilter::Sse(SseFilter::default()))
+            } else {
+                None
+            };
+            if self.response_filter.is_some() {
+                host::remove_response_header("content-length");
+            }
+        }
         if self.forwarded && !host::response_header_present("access-control-allow-origin") {
             let vm = self.state.borrow();
             let extra = cors::headers_for_forwarded(
@@ -236,6 +271,38 @@ impl HttpContext for Http {
             drop(vm);
             for (name, value) in extra {
                 host::add_response_header(&name, &value);
+            }
+        }
+        HostAction::Continue
+    }
+
+    fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> HostAction {
+        let (Some(filter), Some(mode)) = (&self.list_filter, &mut self.response_filter) else {
+            return HostAction::Continue;
+        };
+        let vm = self.state.borrow();
+        let Some(policy) = vm.gateway.config.mcp.as_ref() else {
+            return HostAction::Continue;
+        };
+        match mode {
+            ResponseFilter::Json => {
+                if !end_of_stream {
+                    return HostAction::Pause;
+                }
+                let body = host::response_body(body_size);
+                if let Some(filtered) = filter.filter_json(policy, &body) {
+                    host::replace_response_body(body_size, &filtered);
+                }
+            }
+            ResponseFilter::Sse(sse) => {
+                let chunk = host::response_body(body_size);
+                let mut out = sse.push(filter, policy, &chunk);
+                if end_of_stream {
+                    out.extend(sse.finish());
+                }
+                if out != chunk {
+                    host::replace_response_body(body_size, &out);
+                }
             }
         }
         HostAction::Continue

@@ -91,7 +91,7 @@ fn valid_token_is_forwarded_with_identity() {
     let auth = format!("Bearer {t}");
     let d = decide(&g, &get("/mcp", vec![&auth]), NOW);
     assert_eq!(d.outcome, Outcome::Allowed);
-    let Action::Forward { headers } = d.action else {
+    let Action::Forward { headers, .. } = d.action else {
         panic!()
     };
     assert_eq!(
@@ -348,7 +348,11 @@ fn mcp_posts_are_inspected_and_allowed_tools_pass() {
 fn a_tool_needing_another_scope_gets_403_for_step_up() {
     let g = mcp_gateway();
     let auth = format!("Bearer {}", token("mcp:tools", RESOURCE));
-    let r = response(with_body(&g, &get("/mcp", vec![&auth]), &tool_call("delete_file")));
+    let r = response(with_body(
+        &g,
+        &get("/mcp", vec![&auth]),
+        &tool_call("delete_file"),
+    ));
     assert_eq!(r.status, 403);
     let h = r.header("www-authenticate").unwrap();
     assert!(h.contains("error=\"insufficient_scope\""), "{h}");
@@ -359,11 +363,18 @@ fn a_tool_needing_another_scope_gets_403_for_step_up() {
 fn a_denied_tool_gets_a_json_rpc_error_naming_it() {
     let g = mcp_gateway();
     let auth = format!("Bearer {}", token("mcp:tools", RESOURCE));
-    let r = response(with_body(&g, &get("/mcp", vec![&auth]), &tool_call("forbidden")));
+    let r = response(with_body(
+        &g,
+        &get("/mcp", vec![&auth]),
+        &tool_call("forbidden"),
+    ));
     assert_eq!(r.status, 403);
     let b = body(&r);
     assert_eq!(b["id"], 7);
-    assert_eq!(b["error"]["message"], "Tool forbidden is not allowed for this client");
+    assert_eq!(
+        b["error"]["message"],
+        "Tool forbidden is not allowed for this client"
+    );
 }
 
 #[test]
@@ -373,8 +384,14 @@ fn bad_bodies_never_reach_the_backend() {
     let r = response(with_body(&g, &get("/mcp", vec![&auth]), "{not json"));
     assert_eq!(r.status, 400);
     assert_eq!(body(&r)["error"]["code"], -32700);
-    let big = format!("{{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\",\"params\":{{\"x\":\"{}\"}}}}", "a".repeat(3000));
-    assert_eq!(response(with_body(&g, &get("/mcp", vec![&auth]), &big)).status, 413);
+    let big = format!(
+        "{{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\",\"params\":{{\"x\":\"{}\"}}}}",
+        "a".repeat(3000)
+    );
+    assert_eq!(
+        response(with_body(&g, &get("/mcp", vec![&auth]), &big)).status,
+        413
+    );
 }
 
 #[test]
@@ -383,6 +400,9 @@ fn mcp_get_and_unauthenticated_posts_are_not_read() {
     let auth = format!("Bearer {}", token("mcp:tools", RESOURCE));
     let mut req = get("/mcp", vec![&auth]);
     req.method = "GET";
-    assert!(matches!(decide(&g, &req, NOW).action, Action::Forward { .. }));
+    assert!(matches!(
+        decide(&g, &req, NOW).action,
+        Action::Forward { .. }
+    ));
     assert_eq!(response(decide(&g, &get("/mcp", vec![]), NOW)).status, 401);
 }

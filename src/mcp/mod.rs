@@ -3,4 +3,5 @@
 
 pub mod glob;
 pub mod jsonrpc;
+pub mod listing;
 pub mod policy;

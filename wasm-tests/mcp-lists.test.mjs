@@ -1,0 +1,96 @@
+// tools/list through the filter shows a token only the tools it may call, whether the unchanged
+// server answers with an SSE stream (server-everything's default for POST) or with plain JSON;
+// other answers pass untouched.
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { startEnvoy, withLog } from "./lib/envoy.mjs";
+import { startEverything } from "./lib/backends.mjs";
+import { authServerMaterial, keysSection, mcpSession, tokenRequest, basicAuth } from "./lib/authz.mjs";
+
+let envoy, everything, m, origin;
+const WRITE_TOOLS = ["toggle-simulated-logging", "toggle-subscriber-updates"];
+
+before(async () => {
+  m = await authServerMaterial();
+  everything = await startEverything("streamableHttp");
+  envoy = await startEnvoy({
+    backendPort: everything.port,
+    envKeyValues: m.envKeyValues,
+    pluginConfig: ({ origin }) => ({
+      resource: `${origin}/mcp`,
+      routes: [{ prefix: "/mcp", scopes: ["mcp:read"] }],
+      authorization_server: {
+        ...keysSection(m),
+        scopes: [
+          { name: "mcp:read", description: "Read" },
+          { name: "mcp:write", description: "Change things" },
+        ],
+        clients: [
+          m.robotEntry({ scopes: ["mcp:read", "mcp:write"] }),
+          { ...m.robotEntry({ scopes: ["mcp:read", "mcp:write"] }), client_id: "limited-bot" },
+        ],
+      },
+      mcp: {
+        rules: [
+          { method: "tools/call", name: "toggle-*", scopes: ["mcp:write"] },
+          { method: "tools/call", scopes: ["mcp:read"] },
+        ],
+        clients: [{ client_id: "limited-bot", allow_tools: ["echo", "get-sum"] }],
+      },
+    }),
+  });
+  origin = envoy.origin;
+});
+
+after(async () => {
+  await envoy?.stop();
+  await everything?.stop();
+});
+
+const T = (name, fn) => test(name, () => withLog(envoy, fn));
+
+async function tokenFor(clientId, scope) {
+  const res = await tokenRequest(origin, { grant_type: "client_credentials", scope }, { basic: [clientId, m.robot.secret] });
+  assert.equal(res.status, 200, res.body);
+  return res.json.access_token;
+}
+
+async function toolNames(token) {
+  const session = await mcpSession(origin, token);
+  try {
+    const listed = await session.call("tools/list", {});
+    assert.equal(listed.res.status, 200, listed.res.body);
+    return { names: listed.result.tools.map((t) => t.name), contentType: listed.res.headers["content-type"] };
+  } finally {
+    await session.close();
+  }
+}
+
+T("a read-only token sees no write tools (SSE answer)", async () => {
+  const { names, contentType } = await toolNames(await tokenFor(m.robot.client_id, "mcp:read"));
+  assert.match(contentType, /text\/event-stream/);
+  assert.ok(names.includes("echo"), names.join(","));
+  for (const tool of WRITE_TOOLS) assert.ok(!names.includes(tool), `${tool} shown to a read-only token`);
+});
+
+T("a read+write token sees the write tools too", async () => {
+  const { names } = await toolNames(await tokenFor(m.robot.client_id, "mcp:read mcp:write"));
+  for (const tool of WRITE_TOOLS) assert.ok(names.includes(tool), `${tool} missing: ${names.join(",")}`);
+});
+
+T("a client's allow-list limits its listing", async () => {
+  const { names } = await toolNames(await tokenFor("limited-bot", "mcp:read mcp:write"));
+  assert.deepEqual(names.sort(), ["echo", "get-sum"]);
+});
+
+T("other answers pass untouched (initialize, prompts/list)", async () => {
+  const session = await mcpSession(origin, await tokenFor(m.robot.client_id, "mcp:read"));
+  try {
+    assert.equal(session.result.serverInfo.name, "mcp-servers/everything");
+    const prompts = await session.call("prompts/list", {});
+    assert.equal(prompts.res.status, 200);
+    assert.ok(prompts.result.prompts.length > 0);
+  } finally {
+    await session.close();
+  }
+});

@@ -8,7 +8,7 @@
 // Method:
 //  - One Envoy per configuration, `--concurrency 1`, plain HTTP on 127.0.0.1, the only route a
 //    direct_response (bench/envoy-bench.yaml). With taskset: Envoys on core 0, wrk on core 1.
-//  - wrk, 1 thread, BENCH_CONNECTIONS (8) connections, BENCH_DURATION s (5) per measurement after
+//  - wrk, BENCH_CONNECTIONS (8) connections, one thread each (latency is timed in wrk.lua), BENCH_DURATION s (5) per measurement after
 //    a BENCH_WARMUP s (1) warm-up on the same connections' target; every Envoy also gets a longer
 //    warm-up (BENCH_INITIAL_WARMUP, 2 s) before the first round.
 //  - Rounds interleaved: every measurement once per round (order rotated each round),
@@ -18,9 +18,13 @@
 //  - Every loop is bounded; every process is stopped on exit (and bench.sh kills the pids in
 //    $BENCH_TMP/pids if this script dies).
 //
+//  - The machine may be shared: before starting and before each round the script waits (at
+//    most BENCH_QUIET_WAIT s, 60) for other processes to go quiet, and every measurement
+//    records how busy Envoy's and wrk's cores were with other work; the report shows it.
+//
 // Environment: ENVOY_BIN, MCP_OAUTH_WASM, NOOP_WASM, BENCH_TMP (all set by bench.sh); optional
 // BENCH_ROUNDS, BENCH_DURATION, BENCH_WARMUP, BENCH_INITIAL_WARMUP, BENCH_CONNECTIONS,
-// BENCH_STARTS, BENCH_OUT (default BENCHMARKS.md at the repository root; "-" for none),
+// BENCH_STARTS, BENCH_QUIET_WAIT, BENCH_OUT (default BENCHMARKS.md at the repository root; "-" for none),
 // BENCH_COMMAND (the command named in the report).
 import { spawn, execFileSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
@@ -64,6 +68,10 @@ const WARMUP = num('BENCH_WARMUP', 1);
 const INITIAL_WARMUP = num('BENCH_INITIAL_WARMUP', 2);
 const CONNECTIONS = Math.round(num('BENCH_CONNECTIONS', 8));
 const STARTS = Math.round(num('BENCH_STARTS', 5));
+// Before starting and before each round: wait (at most this many seconds) until other
+// processes leave the machine mostly idle (under QUIET_BELOW of all CPUs busy).
+const QUIET_WAIT = num('BENCH_QUIET_WAIT', 60);
+const QUIET_BELOW = 0.15;
 const OUT = env.BENCH_OUT ?? join(REPO_ROOT, 'BENCHMARKS.md');
 const COMMAND = env.BENCH_COMMAND ?? 'make bench';
 const WRK_LUA = join(REPO_ROOT, 'bench', 'wrk.lua');
@@ -190,6 +198,40 @@ function procStat(pid) {
   return { cpuSeconds: (Number(rest[11]) + Number(rest[12])) / CLK_TCK };
 }
 
+/** Per-CPU busy and total jiffies from /proc/stat (busy includes steal). */
+function cpuTimes() {
+  const out = {};
+  for (const line of readFileSync('/proc/stat', 'utf8').split('\n')) {
+    const m = /^cpu(\d+)\s+(.*)$/.exec(line);
+    if (!m) continue;
+    const [user, nice, system, idle, iowait, irq, softirq, steal] = m[2].split(/\s+/).map(Number);
+    const busy = user + nice + system + irq + softirq + (steal || 0);
+    out[m[1]] = { busy, total: busy + idle + (iowait || 0) };
+  }
+  return out;
+}
+
+/** CPU seconds of this process's reaped children (wrk, once it has exited). */
+function childrenCpuSeconds() {
+  const text = readFileSync('/proc/self/stat', 'utf8');
+  const rest = text.slice(text.lastIndexOf(')') + 2).split(' ');
+  return (Number(rest[13]) + Number(rest[14])) / CLK_TCK;
+}
+
+/** Share (0..1) of the whole machine's CPU busy over `ms`. */
+async function machineBusy(ms) {
+  const a = cpuTimes();
+  await sleep(ms);
+  const b = cpuTimes();
+  let busy = 0;
+  let total = 0;
+  for (const cpu of Object.keys(b)) {
+    busy += b[cpu].busy - (a[cpu]?.busy ?? 0);
+    total += b[cpu].total - (a[cpu]?.total ?? 0);
+  }
+  return total > 0 ? busy / total : 0;
+}
+
 function rssMiB(pid) {
   const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
   return m ? Number(m[1]) / 1024 : NaN;
@@ -252,11 +294,14 @@ async function startEnvoy(name, filter, { concurrency = 1, pin = true, probe }) 
 // ---------------------------------------------------------------- wrk
 /** Runs wrk against the case for `seconds`; returns its numbers plus the Envoy CPU time used. */
 async function runWrk(c, seconds) {
-  const args = ['-t1', `-c${CONNECTIONS}`, `-d${seconds}s`, '--timeout', '5s', '-s', WRK_LUA];
+  // One thread per connection: wrk.lua times each request exactly (see there).
+  const args = [`-t${CONNECTIONS}`, `-c${CONNECTIONS}`, `-d${seconds}s`, '--timeout', '5s', '-s', WRK_LUA];
   for (const h of c.headers ?? []) args.push('-H', h);
   args.push(`http://127.0.0.1:${c.envoy.listenerPort}${c.path}`);
   const [cmd, argv] = pinned(WRK_CORE, 'wrk', args);
   const before = procStat(c.envoy.pid);
+  const cpusBefore = cpuTimes();
+  const childrenBefore = childrenCpuSeconds();
   const child = spawnTracked(cmd, argv, {
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, BENCH_BODY: c.body ?? '' },
@@ -274,20 +319,48 @@ async function runWrk(c, seconds) {
   const { code } = await child.done;
   clearTimeout(killer);
   const after = procStat(c.envoy.pid);
+  const cpusAfter = cpuTimes();
+  const wrkCpu = childrenCpuSeconds() - childrenBefore;
   const text = Buffer.concat(out).toString('utf8');
   const line = text.split('\n').find((l) => l.startsWith('BENCH_JSON '));
   if (code !== 0 || !line) throw new Error(`wrk failed for ${c.id} (exit ${code}):\n${text}`);
   const r = JSON.parse(line.slice('BENCH_JSON '.length));
   const errors = r.connect_errors + r.read_errors + r.write_errors + r.status_errors + r.timeouts;
+  const envoyCpu = after.cpuSeconds - before.cpuSeconds;
+  // CPU of other processes on Envoy's core and on wrk's core during the measurement (share of
+  // that core): another workload on this machine shows up here.
+  const share = (cpu, ownSeconds) => {
+    const d = (x) => (cpusAfter[cpu]?.[x] ?? 0) - (cpusBefore[cpu]?.[x] ?? 0);
+    const total = d('total');
+    return total > 0 ? Math.max(0, (d('busy') - ownSeconds * CLK_TCK) / total) : NaN;
+  };
+  const rps = r.requests / (r.duration_us / 1e6);
   return {
-    rps: r.requests / (r.duration_us / 1e6),
+    rps,
+    // Little's law: with every connection always waiting for an answer this is close to 1.
+    little: (r.mean_us / 1e6) * rps / CONNECTIONS,
+    otherCore0: TASKSET ? share(ENVOY_CORE, envoyCpu) : NaN,
+    otherCore1: TASKSET ? share(WRK_CORE, wrkCpu) : NaN,
     p50ms: r.p50_us / 1000,
     p99ms: r.p99_us / 1000,
     requests: r.requests,
     errors,
-    cpuUsPerReq: ((after.cpuSeconds - before.cpuSeconds) * 1e6) / Math.max(1, r.requests),
-    cpuShare: (after.cpuSeconds - before.cpuSeconds) / (r.duration_us / 1e6),
+    cpuUsPerReq: (envoyCpu * 1e6) / Math.max(1, r.requests),
+    cpuShare: envoyCpu / (r.duration_us / 1e6),
   };
+}
+
+/** Waits (bounded) until the machine is quiet; returns {waitedS, busy} (busy: last sample). */
+async function waitQuiet(what) {
+  const t0 = performance.now();
+  let busy = await machineBusy(1000);
+  while (busy >= QUIET_BELOW && performance.now() - t0 < QUIET_WAIT * 1000) {
+    log(`${what}: machine ${Math.round(busy * 100)}% busy with other work, waiting (at most ${QUIET_WAIT}s in all)`);
+    busy = await machineBusy(2000);
+  }
+  const waitedS = (performance.now() - t0) / 1000;
+  if (busy >= QUIET_BELOW) log(`${what}: still ${Math.round(busy * 100)}% busy after ${Math.round(waitedS)}s; going on`);
+  return { waitedS, busy };
 }
 
 // ---------------------------------------------------------------- keys and tokens
@@ -423,6 +496,7 @@ const f0 = (x) => (Number.isFinite(x) ? Math.round(x).toLocaleString('en-US') : 
 const f1 = (x) => (Number.isFinite(x) ? x.toFixed(1) : '–');
 const f2 = (x) => (Number.isFinite(x) ? x.toFixed(2) : '–');
 const f3 = (x) => (Number.isFinite(x) ? x.toFixed(3) : '–');
+const pct = (x) => (Number.isFinite(x) ? `${Math.round(x * 100)}%` : '–');
 const kb = (bytes) => `${(bytes / 1024).toFixed(0)} KiB`;
 
 function table(header, rows) {
@@ -450,6 +524,7 @@ async function main() {
   const startedAt = new Date();
   const t0 = performance.now();
   log(`rounds ${ROUNDS} × ${DURATION}s (+${WARMUP}s warm-up), ${CONNECTIONS} connections, taskset ${TASKSET ? 'on' : 'off'}, tmp ${TMP}`);
+  const quiet = [await waitQuiet('start')];
   const keys = await makeKeys();
   const tokens = {};
   for (const alg of ALGS) tokens[alg] = await mint(keys[alg]);
@@ -492,12 +567,17 @@ async function main() {
   // --- interleaved rounds
   const results = Object.fromEntries(all.map((c) => [c.id, []]));
   for (let round = 0; round < ROUNDS; round++) {
+    if (round > 0) quiet.push(await waitQuiet(`round ${round + 1}`));
     const order = all.map((_, i) => all[(i + round * Math.ceil(all.length / ROUNDS)) % all.length]);
     for (const c of order) {
       await runWrk(c, WARMUP);
       const r = await runWrk(c, DURATION);
       results[c.id].push(r);
-      log(`round ${round + 1}/${ROUNDS} ${c.id.padEnd(22)} ${f0(r.rps).padStart(7)} req/s  p50 ${f3(r.p50ms)} ms  p99 ${f3(r.p99ms)} ms  cpu ${f1(r.cpuUsPerReq)} µs/req (${Math.round(r.cpuShare * 100)}%)${r.errors ? `  ERRORS ${r.errors}` : ''}`);
+      log(
+        `round ${round + 1}/${ROUNDS} ${c.id.padEnd(22)} ${f0(r.rps).padStart(7)} req/s  p50 ${f3(r.p50ms)} ms  p99 ${f3(r.p99ms)} ms  ` +
+          `Envoy ${f1(r.cpuUsPerReq)} µs/req, ${Math.round(r.cpuShare * 100)}% of a core; others on cores 0/1 ${pct(r.otherCore0)}/${pct(r.otherCore1)}; ` +
+          `little ${f2(r.little)}${r.errors ? `  ERRORS ${r.errors}` : ''}`,
+      );
     }
   }
   for (const e of Object.values(envoys)) await e.stop();

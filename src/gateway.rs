@@ -13,6 +13,7 @@ use crate::http::{path_has_prefix, path_is_ambiguous, path_only, Response};
 use crate::jwt::{TokenError, VerifiedToken, Verifier};
 use crate::mcp::listing::ListFilter;
 use crate::mcp::policy::{McpPolicy, Verdict};
+use crate::mcp::session;
 use crate::resource::bearer::{bearer_token, Credential};
 use crate::resource::challenge::Challenge;
 use crate::resource::metadata::{self, PRM_PATH};
@@ -36,6 +37,8 @@ pub struct Request<'a> {
     pub content_type: Option<&'a str>,
     /// The peer address, for rate limits.
     pub client_address: Option<&'a str>,
+    /// `Mcp-Session-Id`, checked against the identity the session was created for.
+    pub session_id: Option<&'a str>,
 }
 
 /// What the glue should do with the request.
@@ -48,6 +51,8 @@ pub enum Action {
     Forward {
         headers: Vec<(String, String)>,
         list_filter: Option<ListFilter>,
+        /// Who a session the backend opens in its answer belongs to.
+        session_owner: Option<String>,
     },
     /// The issuer's keys are missing or stale: hold the request until the key fetch finishes,
     /// then decide again; send `fallback` if that is not possible.
@@ -135,6 +140,7 @@ impl Gateway {
                     action: Action::Forward {
                         headers: vec![],
                         list_filter: None,
+                        session_owner: None,
                     },
                     outcome: Outcome::Public,
                     detail: None,
@@ -304,6 +310,7 @@ impl Gateway {
                     action: Action::Forward {
                         headers: vec![],
                         list_filter: None,
+                        session_owner: None,
                     },
                     outcome: Outcome::Public,
                     detail: None,
@@ -324,6 +331,7 @@ impl Gateway {
             action: Action::Forward {
                 headers: self.identity_headers(&authorized.token),
                 list_filter: None,
+                session_owner: Some(session::identity(&authorized.token)),
             },
             outcome: Outcome::Allowed,
             detail: None,
@@ -401,6 +409,24 @@ impl Gateway {
             token: verified,
             metadata_url,
         };
+        if let Some(session_id) = request.session_id {
+            let identity = session::identity(&authorized.token);
+            // Bound when the backend created it (from its answer); if that was missed, the
+            // first user binds it.
+            session::bind(store, session_id, &identity);
+            if !session::may_use(store, session_id, &identity) {
+                return Err(Box::new(
+                    Decision::respond(
+                        jsonrpc_error(404, None, -32001, "Session not found"),
+                        Outcome::Denied("session_mismatch"),
+                    )
+                    .with_detail(format!(
+                        "session used by another identity (sub {})",
+                        sanitize(authorized.token.subject.as_deref().unwrap_or("-"))
+                    )),
+                ));
+            }
+        }
         let missing: Vec<String> = scopes
             .iter()
             .filter(|s| !authorized.token.scopes.contains(s))
@@ -451,6 +477,7 @@ impl Gateway {
                         token.client_id.as_deref(),
                         &token.scopes,
                     ),
+                    session_owner: Some(session::identity(token)),
                 },
                 outcome: Outcome::Allowed,
                 detail: None,

@@ -5,7 +5,8 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { startEnvoy, withLog } from "./lib/envoy.mjs";
 import { startEverything } from "./lib/backends.mjs";
-import { authServerMaterial, keysSection, mcpSession, tokenRequest, basicAuth } from "./lib/authz.mjs";
+import { authServerMaterial, keysSection, mcpSession, tokenRequest } from "./lib/authz.mjs";
+import { request } from "./lib/http.mjs";
 
 let envoy, everything, m, origin;
 const WRITE_TOOLS = ["toggle-simulated-logging", "toggle-subscriber-updates"];
@@ -92,5 +93,30 @@ T("other answers pass untouched (initialize, prompts/list)", async () => {
     assert.ok(prompts.result.prompts.length > 0);
   } finally {
     await session.close();
+  }
+});
+
+T("a session id used with another identity's token is refused as lost (404); its owner goes on", async () => {
+  const owner = await mcpSession(origin, await tokenFor(m.robot.client_id, "mcp:read"));
+  try {
+    assert.ok(owner.sessionId, "server-everything opened a session");
+    const thiefToken = await tokenFor("limited-bot", "mcp:read");
+    const stolen = await request(`${origin}/mcp`, {
+      method: "POST",
+      headers: {
+        accept: "application/json, text/event-stream",
+        "content-type": "application/json",
+        authorization: `Bearer ${thiefToken}`,
+        "mcp-session-id": owner.sessionId,
+        "mcp-protocol-version": "2025-06-18",
+      },
+      body: JSON.stringify({ jsonrpc: "2.0", id: 99, method: "tools/list", params: {} }),
+    });
+    assert.equal(stolen.status, 404, stolen.body);
+    assert.equal(stolen.json.error.message, "Session not found");
+    const mine = await owner.call("tools/list", {});
+    assert.equal(mine.res.status, 200, mine.res.body);
+  } finally {
+    await owner.close();
   }
 });

@@ -27,6 +27,8 @@ pub struct Http {
     fetching: Option<String>,
     /// The answer carries list results to filter for this token.
     list_filter: Option<ListFilter>,
+    /// A session the backend opens in its answer is bound to this identity.
+    session_owner: Option<String>,
     /// How the answer's body is being filtered, once its headers are known.
     response_filter: Option<ResponseFilter>,
 }
@@ -47,6 +49,7 @@ impl Http {
             held: None,
             fetching: None,
             list_filter: None,
+            session_owner: None,
             response_filter: None,
         }
     }
@@ -70,6 +73,7 @@ fn request_view<'a>(headers: &'a [(String, String)], address: Option<&'a str>) -
             .collect(),
         origin: value("origin"),
         preflight_method: value("access-control-request-method"),
+        session_id: value("mcp-session-id"),
         cookie: value("cookie"),
         content_type: value("content-type"),
         client_address: address,
@@ -106,7 +110,7 @@ fn decide_with_body(
     state: &Rc<RefCell<VmState>>,
     headers: &[(String, String)],
     body: &[u8],
-) -> Option<Option<ListFilter>> {
+) -> Option<(Option<ListFilter>, Option<String>)> {
     let address = host::source_address();
     let request = request_view(headers, address.as_deref());
     let now_secs = host::now_ms() / 1000;
@@ -127,9 +131,10 @@ fn decide_with_body(
         Action::Forward {
             headers,
             list_filter,
+            session_owner,
         } => {
             forward(state, &headers);
-            Some(list_filter)
+            Some((list_filter, session_owner))
         }
         _ => {
             host::send_response(&Response::oauth_error(
@@ -190,16 +195,21 @@ impl HttpContext for Http {
                 host::send_response(&response);
                 HostAction::Pause
             }
-            Action::Forward { headers, .. } => {
+            Action::Forward {
+                headers,
+                session_owner,
+                ..
+            } => {
                 forward(&self.state, &headers);
                 self.forwarded = true;
+                self.session_owner = session_owner;
                 HostAction::Continue
             }
             Action::AwaitKeys { issuer, fallback } => self.wait_for_keys(issuer, fallback),
             Action::ReadBody { .. } if end_of_stream => {
                 let forwarded = decide_with_body(&self.state, &headers, &[]);
                 self.forwarded = forwarded.is_some();
-                self.list_filter = forwarded.flatten();
+                (self.list_filter, self.session_owner) = forwarded.unwrap_or_default();
                 if self.forwarded {
                     HostAction::Continue
                 } else {
@@ -233,7 +243,7 @@ impl HttpContext for Http {
         let body = host::request_body(body_size);
         let forwarded = decide_with_body(&self.state, headers, &body);
         self.forwarded = forwarded.is_some();
-        self.list_filter = forwarded.flatten();
+        (self.list_filter, self.session_owner) = forwarded.unwrap_or_default();
         self.held = None;
         if self.forwarded {
             HostAction::Continue
@@ -247,6 +257,11 @@ impl HttpContext for Http {
         _num_headers: usize,
         _end_of_stream: bool,
     ) -> HostAction {
+        if let (Some(owner), Some(session_id)) =
+            (&self.session_owner, host::response_header("mcp-session-id"))
+        {
+            crate::mcp::session::bind(&mut SharedStore, &session_id, owner);
+        }
         if self.list_filter.is_some() {
             let content_type = host::response_header("content-type")
                 .unwrap_or_default()

@@ -5,8 +5,9 @@ use proxy_wasm::types::MetricType;
 
 use crate::gateway::Outcome;
 
-const DENIAL_REASONS: [&str; 7] = [
+const DENIAL_REASONS: [&str; 8] = [
     "client_denied",
+    "session_mismatch",
     "missing_token",
     "invalid_token",
     "expired",

@@ -5,3 +5,4 @@ pub mod glob;
 pub mod jsonrpc;
 pub mod listing;
 pub mod policy;
+pub mod session;

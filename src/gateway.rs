@@ -11,6 +11,7 @@ use crate::config::Config;
 use crate::cors;
 use crate::http::{path_has_prefix, path_is_ambiguous, path_only, Response};
 use crate::jwt::{TokenError, VerifiedToken, Verifier};
+use crate::mcp::annotations::ToolKinds;
 use crate::mcp::listing::ListFilter;
 use crate::mcp::policy::{McpPolicy, Verdict};
 use crate::mcp::session;
@@ -134,7 +135,7 @@ impl Gateway {
             }
             (None, Some(policy)) => match self.authorize(request, now, store) {
                 Ok(Some(authorized)) => {
-                    self.inspect(policy, &authorized, body, path_only(request.path))
+                    self.inspect(policy, &authorized, body, path_only(request.path), store)
                 }
                 Ok(None) => Decision {
                     action: Action::Forward {
@@ -152,6 +153,20 @@ impl Gateway {
                 Outcome::Served,
             ),
         };
+        self.with_cors(decision, request)
+    }
+
+    /// The answer when a held body grows past its limit: a JSON-RPC error on MCP endpoints,
+    /// an OAuth error on the authorization server's.
+    pub fn decide_body_too_large(&self, request: &Request) -> Decision {
+        let response = if self.inspected(request).is_some() {
+            jsonrpc_error(413, None, -32600, "Request body too large")
+        } else {
+            Response::oauth_error(413, "invalid_request", "The request body is too large")
+        };
+        let decision = Decision::respond(response, Outcome::Denied("bad_request")).with_detail(
+            format!("body too large for {}", sanitize(path_only(request.path))),
+        );
         self.with_cors(decision, request)
     }
 
@@ -445,6 +460,7 @@ impl Gateway {
         authorized: &Authorized,
         body: &[u8],
         path: &str,
+        store: &dyn Store,
     ) -> Decision {
         if body.len() > policy.max_body_bytes {
             return Decision::respond(
@@ -468,7 +484,18 @@ impl Gateway {
             }
         };
         let token = &authorized.token;
-        match policy.check(&calls, token.client_id.as_deref(), &token.scopes) {
+        let endpoint = policy
+            .endpoints
+            .iter()
+            .find(|e| path_has_prefix(path, e))
+            .cloned()
+            .unwrap_or_default();
+        let kinds = if policy.annotation_scopes.is_some() {
+            ToolKinds::load(store, &endpoint)
+        } else {
+            ToolKinds::default()
+        };
+        match policy.check(&calls, token.client_id.as_deref(), &token.scopes, &kinds) {
             Verdict::Allow => Decision {
                 action: Action::Forward {
                     headers: self.identity_headers(token),
@@ -476,6 +503,7 @@ impl Gateway {
                         &calls,
                         token.client_id.as_deref(),
                         &token.scopes,
+                        &endpoint,
                     ),
                     session_owner: Some(session::identity(token)),
                 },

@@ -158,11 +158,9 @@ fn find_registered(config: &AuthServerConfig, client_id: &str) -> Option<Client>
             .unwrap_or_else(|| "Unnamed client".into()),
         redirect_uris: reg.redirect_uris.clone(),
         grant_types: reg.grant_types.clone(),
-        scopes: reg
-            .scope
-            .as_deref()
-            .map(|s| s.split_ascii_whitespace().map(str::to_string).collect())
-            .unwrap_or_default(),
+        // The registered `scope` is not a cap: MCP clients register with the scope of their
+        // first challenge and must be able to step up later; the person consents to each scope.
+        scopes: vec![],
         skip_consent: false,
         confidential: !matches!(secret, Secret::None),
         dynamic: true,

@@ -4,6 +4,7 @@ use serde::Deserialize;
 
 use super::raw::opt_whole_number;
 use super::{check_path, check_scopes, ConfigError};
+use crate::mcp::annotations::AnnotationScopes;
 use crate::mcp::glob::Glob;
 use crate::mcp::policy::{ClientTools, McpPolicy, Rule};
 
@@ -20,6 +21,17 @@ pub struct RawMcp {
     pub default_scopes: Option<Vec<String>>,
     #[serde(default)]
     pub clients: Option<Vec<RawClientTools>>,
+    #[serde(default)]
+    pub annotation_scopes: Option<RawAnnotationScopes>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAnnotationScopes {
+    pub read_only: String,
+    pub write: String,
+    #[serde(default)]
+    pub destructive: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -129,7 +141,23 @@ pub fn build(raw: RawMcp) -> Result<McpPolicy, ConfigError> {
             )?,
         });
     }
+    let annotation_scopes = match raw.annotation_scopes {
+        None => None,
+        Some(a) => {
+            let destructive = a.destructive.unwrap_or_else(|| a.write.clone());
+            check_scopes(
+                "mcp.annotation_scopes",
+                &[a.read_only.clone(), a.write.clone(), destructive.clone()],
+            )?;
+            Some(AnnotationScopes {
+                read_only: a.read_only,
+                write: a.write,
+                destructive,
+            })
+        }
+    };
     Ok(McpPolicy {
+        annotation_scopes,
         endpoints,
         max_body_bytes: max_body_bytes as usize,
         rules,

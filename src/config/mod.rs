@@ -229,13 +229,26 @@ fn build(
             .map(|(i, r)| build_route(&format!("routes[{i}]"), r, &resource, &origin))
             .collect::<Result<_, _>>()?,
     };
+    let mcp = raw.mcp.map(mcp::build).transpose()?;
     let scopes_supported = match raw.scopes_supported {
         Some(scopes) => {
             check_scopes("scopes_supported", &scopes)?;
             scopes
         }
         None => {
+            // Every scope a client may be asked for: routes, MCP rules, and what the built-in
+            // server grants.
             let mut all: Vec<String> = routes.iter().flat_map(|r| r.scopes.clone()).collect();
+            if let Some(policy) = &mcp {
+                all.extend(policy.rules.iter().flat_map(|r| r.scopes.clone()));
+                all.extend(policy.default_scopes.clone());
+                if let Some(a) = &policy.annotation_scopes {
+                    all.extend([a.read_only.clone(), a.write.clone(), a.destructive.clone()]);
+                }
+            }
+            if let Some(as_config) = &authorization_server {
+                all.extend(as_config.scope_names());
+            }
             all.sort();
             all.dedup();
             all
@@ -258,7 +271,6 @@ fn build(
         .cors
         .and_then(|c| c.allowed_origins)
         .unwrap_or_else(|| vec!["*".into()]);
-    let mcp = raw.mcp.map(mcp::build).transpose()?;
     let config = Config {
         resource,
         origin,

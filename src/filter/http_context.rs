@@ -9,6 +9,7 @@ use proxy_wasm::types::Action as HostAction;
 use crate::cors;
 use crate::gateway::{Action, Decision, Outcome, Request};
 use crate::http::Response;
+use crate::mcp::annotations::ToolKinds;
 use crate::mcp::listing::{ListFilter, SseFilter};
 
 use super::host;
@@ -229,12 +230,19 @@ impl HttpContext for Http {
             return HostAction::Continue;
         };
         if body_size > *max_bytes {
+            let address = host::source_address();
+            let request = request_view(headers, address.as_deref());
+            let decision = {
+                let vm = self.state.borrow();
+                let decision = vm.gateway.decide_body_too_large(&request);
+                vm.stats.record(decision.outcome);
+                log_decision(&decision);
+                decision
+            };
             self.held = None;
-            host::send_response(&Response::oauth_error(
-                413,
-                "invalid_request",
-                "The request body is too large",
-            ));
+            if let Action::Respond(response) = decision.action {
+                host::send_response(&response);
+            }
             return HostAction::Pause;
         }
         if !end_of_stream {
@@ -299,19 +307,26 @@ impl HttpContext for Http {
         let Some(policy) = vm.gateway.config.mcp.as_ref() else {
             return HostAction::Continue;
         };
+        let learns = policy.annotation_scopes.is_some();
+        let kinds = if learns {
+            ToolKinds::load(&SharedStore, &filter.endpoint)
+        } else {
+            ToolKinds::default()
+        };
+        let mut seen = Vec::new();
         match mode {
             ResponseFilter::Json => {
                 if !end_of_stream {
                     return HostAction::Pause;
                 }
                 let body = host::response_body(body_size);
-                if let Some(filtered) = filter.filter_json(policy, &body) {
+                if let Some(filtered) = filter.filter_json(policy, &kinds, &body, &mut seen) {
                     host::replace_response_body(body_size, &filtered);
                 }
             }
             ResponseFilter::Sse(sse) => {
                 let chunk = host::response_body(body_size);
-                let mut out = sse.push(filter, policy, &chunk);
+                let mut out = sse.push(filter, policy, &kinds, &chunk, &mut seen);
                 if end_of_stream {
                     out.extend(sse.finish());
                 }
@@ -319,6 +334,9 @@ impl HttpContext for Http {
                     host::replace_response_body(body_size, &out);
                 }
             }
+        }
+        if learns {
+            ToolKinds::record(&mut SharedStore, &filter.endpoint, &seen);
         }
         HostAction::Continue
     }

@@ -4,6 +4,7 @@
 
 use serde_json::Value;
 
+use super::annotations::{ToolKind, ToolKinds};
 use super::jsonrpc::Call;
 use super::policy::{McpPolicy, Verdict};
 
@@ -14,7 +15,12 @@ pub struct ListFilter {
     pub requests: Vec<(Value, String)>,
     pub client_id: Option<String>,
     pub scopes: Vec<String>,
+    /// The MCP endpoint the request went to (annotations are learnt per endpoint).
+    pub endpoint: String,
 }
+
+/// Tool annotations seen in a `tools/list` answer, to remember.
+pub type Seen = Vec<(String, ToolKind)>;
 
 const LIST_METHODS: [&str; 3] = ["tools/list", "prompts/list", "resources/list"];
 
@@ -24,6 +30,7 @@ impl ListFilter {
         calls: &[Call],
         client_id: Option<&str>,
         scopes: &[String],
+        endpoint: &str,
     ) -> Option<ListFilter> {
         let requests: Vec<(Value, String)> = calls
             .iter()
@@ -34,16 +41,23 @@ impl ListFilter {
             requests,
             client_id: client_id.map(str::to_string),
             scopes: scopes.to_vec(),
+            endpoint: endpoint.to_string(),
         })
     }
 
     /// Filters one JSON-RPC message (or batch); `None` when nothing had to change.
-    pub fn filter_message(&self, policy: &McpPolicy, message: &mut Value) -> bool {
+    pub fn filter_message(
+        &self,
+        policy: &McpPolicy,
+        kinds: &ToolKinds,
+        message: &mut Value,
+        seen: &mut Seen,
+    ) -> bool {
         match message {
             Value::Array(items) => {
                 let mut changed = false;
                 for item in items {
-                    changed |= self.filter_message(policy, item);
+                    changed |= self.filter_message(policy, kinds, item, seen);
                 }
                 changed
             }
@@ -67,6 +81,20 @@ impl ListFilter {
                 else {
                     return false;
                 };
+                if key == "tools" {
+                    for item in items.iter() {
+                        if let Some(name) = item.get("name").and_then(Value::as_str) {
+                            seen.push((name.to_string(), ToolKind::of(item)));
+                        }
+                    }
+                }
+                let learnt: ToolKinds;
+                let kinds = if key == "tools" && policy.annotation_scopes.is_some() {
+                    learnt = kinds.with(seen);
+                    &learnt
+                } else {
+                    kinds
+                };
                 let before = items.len();
                 items.retain(|item| {
                     let target = item.get(field).and_then(Value::as_str).map(str::to_string);
@@ -76,7 +104,8 @@ impl ListFilter {
                         uri: (field == "uri").then_some(target).flatten(),
                         id: None,
                     };
-                    policy.check(&[call], self.client_id.as_deref(), &self.scopes) == Verdict::Allow
+                    policy.check(&[call], self.client_id.as_deref(), &self.scopes, kinds)
+                        == Verdict::Allow
                 });
                 items.len() != before
             }
@@ -85,9 +114,15 @@ impl ListFilter {
     }
 
     /// Filters a whole JSON body; returns the new body if it changed.
-    pub fn filter_json(&self, policy: &McpPolicy, body: &[u8]) -> Option<Vec<u8>> {
+    pub fn filter_json(
+        &self,
+        policy: &McpPolicy,
+        kinds: &ToolKinds,
+        body: &[u8],
+        seen: &mut Seen,
+    ) -> Option<Vec<u8>> {
         let mut message: Value = serde_json::from_slice(body).ok()?;
-        if self.filter_message(policy, &mut message) {
+        if self.filter_message(policy, kinds, &mut message, seen) {
             serde_json::to_vec(&message).ok()
         } else {
             None
@@ -107,12 +142,19 @@ const MAX_EVENT_BYTES: usize = 4 * 1024 * 1024;
 
 impl SseFilter {
     /// Takes the next chunk and returns what can be sent now.
-    pub fn push(&mut self, filter: &ListFilter, policy: &McpPolicy, chunk: &[u8]) -> Vec<u8> {
+    pub fn push(
+        &mut self,
+        filter: &ListFilter,
+        policy: &McpPolicy,
+        kinds: &ToolKinds,
+        chunk: &[u8],
+        seen: &mut Seen,
+    ) -> Vec<u8> {
         self.pending.extend_from_slice(chunk);
         let mut out = Vec::new();
         while let Some(end) = event_end(&self.pending) {
             let event: Vec<u8> = self.pending.drain(..end).collect();
-            out.extend(filter_event(filter, policy, &event));
+            out.extend(filter_event(filter, policy, kinds, &event, seen));
         }
         if self.pending.len() > MAX_EVENT_BYTES {
             out.append(&mut self.pending);
@@ -137,7 +179,13 @@ fn event_end(buf: &[u8]) -> Option<usize> {
 }
 
 /// Rewrites the `data:` of one event if it is a list answer to filter.
-fn filter_event(filter: &ListFilter, policy: &McpPolicy, event: &[u8]) -> Vec<u8> {
+fn filter_event(
+    filter: &ListFilter,
+    policy: &McpPolicy,
+    kinds: &ToolKinds,
+    event: &[u8],
+    seen: &mut Seen,
+) -> Vec<u8> {
     let Ok(text) = std::str::from_utf8(event) else {
         return event.to_vec();
     };
@@ -149,7 +197,7 @@ fn filter_event(filter: &ListFilter, policy: &McpPolicy, event: &[u8]) -> Vec<u8
     if data.is_empty() {
         return event.to_vec();
     }
-    let Some(new_data) = filter.filter_json(policy, data.join("\n").as_bytes()) else {
+    let Some(new_data) = filter.filter_json(policy, kinds, data.join("\n").as_bytes(), seen) else {
         return event.to_vec();
     };
     let mut out = String::new();
@@ -189,6 +237,7 @@ mod tests {
                 allow: None,
                 deny: vec![Glob::new("secret").unwrap()],
             }],
+            annotation_scopes: None,
         }
     }
 
@@ -197,7 +246,7 @@ mod tests {
             crate::mcp::jsonrpc::calls(br#"{"jsonrpc":"2.0","id":3,"method":"tools/list"}"#)
                 .unwrap();
         let scopes: Vec<String> = scopes.iter().map(|s| s.to_string()).collect();
-        ListFilter::for_calls(&calls, client, &scopes).unwrap()
+        ListFilter::for_calls(&calls, client, &scopes, "/mcp").unwrap()
     }
 
     fn listing() -> Value {
@@ -216,10 +265,20 @@ mod tests {
     #[test]
     fn json_answers_show_only_callable_tools() {
         let out = filter(Some("bot"), &["read"])
-            .filter_json(&policy(), listing().to_string().as_bytes())
+            .filter_json(
+                &policy(),
+                &ToolKinds::default(),
+                listing().to_string().as_bytes(),
+                &mut Vec::new(),
+            )
             .unwrap();
         assert_eq!(names(&serde_json::from_slice(&out).unwrap()), vec!["echo"]);
-        let all = filter(None, &["write"]).filter_json(&policy(), listing().to_string().as_bytes());
+        let all = filter(None, &["write"]).filter_json(
+            &policy(),
+            &ToolKinds::default(),
+            listing().to_string().as_bytes(),
+            &mut Vec::new(),
+        );
         assert!(all.is_none(), "nothing removed, nothing rewritten");
     }
 
@@ -228,7 +287,12 @@ mod tests {
         let other =
             json!({"jsonrpc": "2.0", "id": 4, "result": {"tools": [{"name": "delete_file"}]}});
         assert!(filter(None, &[])
-            .filter_json(&policy(), other.to_string().as_bytes())
+            .filter_json(
+                &policy(),
+                &ToolKinds::default(),
+                other.to_string().as_bytes(),
+                &mut Vec::new()
+            )
             .is_none());
     }
 
@@ -241,9 +305,9 @@ mod tests {
         let stream = format!("{progress}{list}");
         let (a, b) = stream.as_bytes().split_at(progress.len() + 20);
         let mut sse = SseFilter::default();
-        let mut out = sse.push(&f, &p, a);
+        let mut out = sse.push(&f, &p, &ToolKinds::default(), a, &mut Vec::new());
         assert_eq!(out, progress.as_bytes(), "complete events go out at once");
-        out.extend(sse.push(&f, &p, b));
+        out.extend(sse.push(&f, &p, &ToolKinds::default(), b, &mut Vec::new()));
         out.extend(sse.finish());
         let text = String::from_utf8(out).unwrap();
         assert!(text.contains("id: 9\n"));

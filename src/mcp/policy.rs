@@ -1,6 +1,7 @@
 //! MCP-level authorization: which scopes a tool, prompt or resource needs, and which tools a
 //! client may use at all. Rules are checked at load time; here they only match.
 
+use super::annotations::{AnnotationScopes, ToolKinds};
 use super::glob::Glob;
 use super::jsonrpc::Call;
 
@@ -46,6 +47,8 @@ pub struct McpPolicy {
     /// Scopes for any call that no rule names.
     pub default_scopes: Vec<String>,
     pub clients: Vec<ClientTools>,
+    /// Scopes derived from the backend's tool annotations, for tools no rule names.
+    pub annotation_scopes: Option<AnnotationScopes>,
 }
 
 /// The verdict on a body.
@@ -66,7 +69,15 @@ pub enum Verdict {
 
 impl McpPolicy {
     /// Every call must pass; the first refusal decides (a batch is refused whole).
-    pub fn check(&self, calls: &[Call], client_id: Option<&str>, granted: &[String]) -> Verdict {
+    /// `kinds` are the tool annotations learnt for this endpoint (used only with
+    /// `annotation_scopes`).
+    pub fn check(
+        &self,
+        calls: &[Call],
+        client_id: Option<&str>,
+        granted: &[String],
+        kinds: &ToolKinds,
+    ) -> Verdict {
         let client = client_id.and_then(|id| self.clients.iter().find(|c| c.client_id == id));
         for call in calls {
             if let (Some(client), "tools/call", Some(tool)) =
@@ -83,12 +94,21 @@ impl McpPolicy {
                     };
                 }
             }
-            let required = self
-                .rules
-                .iter()
-                .find(|r| r.matches(call))
-                .map(|r| &r.scopes)
-                .unwrap_or(&self.default_scopes);
+            let derived;
+            let required = match self.rules.iter().find(|r| r.matches(call)) {
+                Some(rule) => &rule.scopes,
+                None => match (
+                    &self.annotation_scopes,
+                    call.method.as_str(),
+                    call.name.as_deref(),
+                ) {
+                    (Some(scopes), "tools/call", Some(tool)) => {
+                        derived = vec![scopes.scope_for(kinds.get(tool)).to_string()];
+                        &derived
+                    }
+                    _ => &self.default_scopes,
+                },
+            };
             let missing: Vec<String> = required
                 .iter()
                 .filter(|s| !granted.contains(s))
@@ -108,6 +128,17 @@ impl McpPolicy {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    impl McpPolicy {
+        fn check_plain(
+            &self,
+            calls: &[Call],
+            client_id: Option<&str>,
+            granted: &[String],
+        ) -> Verdict {
+            self.check(calls, client_id, granted, &ToolKinds::default())
+        }
+    }
 
     fn g(p: &str) -> Glob {
         Glob::new(p).unwrap()
@@ -143,6 +174,7 @@ mod tests {
                 allow: Some(vec![g("echo")]),
                 deny: vec![],
             }],
+            annotation_scopes: None,
         }
     }
 
@@ -160,11 +192,11 @@ mod tests {
         let p = policy();
         let read = vec!["read".to_string()];
         assert_eq!(
-            p.check(&[call("tools/call", Some("echo"), None)], None, &read),
+            p.check_plain(&[call("tools/call", Some("echo"), None)], None, &read),
             Verdict::Allow
         );
         assert_eq!(
-            p.check(
+            p.check_plain(
                 &[call("tools/call", Some("delete_file"), None)],
                 None,
                 &read
@@ -175,7 +207,7 @@ mod tests {
             }
         );
         assert!(matches!(
-            p.check(
+            p.check_plain(
                 &[call("resources/read", None, Some("secret://k"))],
                 None,
                 &read
@@ -183,7 +215,7 @@ mod tests {
             Verdict::NeedScopes { .. }
         ));
         assert_eq!(
-            p.check(
+            p.check_plain(
                 &[call("resources/read", None, Some("file:///a"))],
                 None,
                 &[]
@@ -191,7 +223,7 @@ mod tests {
             Verdict::Allow
         );
         assert_eq!(
-            p.check(&[call("initialize", None, None)], None, &[]),
+            p.check_plain(&[call("initialize", None, None)], None, &[]),
             Verdict::Allow
         );
     }
@@ -201,7 +233,7 @@ mod tests {
         let p = policy();
         let all = vec!["read".to_string(), "write".to_string()];
         assert!(matches!(
-            p.check(
+            p.check_plain(
                 &[call("tools/call", Some("delete_file"), None)],
                 Some("bot"),
                 &all
@@ -209,7 +241,7 @@ mod tests {
             Verdict::ClientDenied { .. }
         ));
         assert_eq!(
-            p.check(&[call("tools/call", Some("echo"), None)], Some("bot"), &all),
+            p.check_plain(&[call("tools/call", Some("echo"), None)], Some("bot"), &all),
             Verdict::Allow
         );
     }
@@ -223,7 +255,7 @@ mod tests {
             call("tools/call", Some("delete_x"), None),
         ];
         assert!(matches!(
-            p.check(&batch, None, &read),
+            p.check_plain(&batch, None, &read),
             Verdict::NeedScopes { .. }
         ));
     }

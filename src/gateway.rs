@@ -88,6 +88,15 @@ pub struct Decision {
     pub outcome: Outcome,
     /// Why a request was denied, for the log. Never contains the token.
     pub detail: Option<String>,
+    /// The MCP method (and tool) an inspected request called, for per-method stats.
+    pub mcp: Option<McpLabel>,
+}
+
+/// Stats labels of an inspected MCP request: its (first) method and tool.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct McpLabel {
+    pub method: String,
+    pub tool: Option<String>,
 }
 
 impl Decision {
@@ -96,7 +105,17 @@ impl Decision {
             action: Action::Respond(response),
             outcome,
             detail: None,
+            mcp: None,
         }
+    }
+
+    /// Labels the decision with the first call of an inspected body.
+    fn with_calls(mut self, calls: &[crate::mcp::jsonrpc::Call]) -> Decision {
+        self.mcp = calls.first().map(|c| McpLabel {
+            method: c.method.clone(),
+            tool: (c.method == "tools/call").then(|| c.name.clone()).flatten(),
+        });
+        self
     }
 
     fn with_detail(mut self, detail: String) -> Decision {
@@ -145,6 +164,7 @@ impl Gateway {
                     },
                     outcome: Outcome::Public,
                     detail: None,
+                    mcp: None,
                 },
                 Err(decision) => *decision,
             },
@@ -221,6 +241,7 @@ impl Gateway {
                 action: Action::FetchClientMetadata(fetch),
                 outcome,
                 detail: None,
+                mcp: None,
             },
         }
     }
@@ -314,6 +335,7 @@ impl Gateway {
                     },
                     outcome: Outcome::Pending,
                     detail: None,
+                    mcp: None,
                 };
             }
             return self.serve_authz(config, endpoint, request, &[], now, store);
@@ -329,6 +351,7 @@ impl Gateway {
                     },
                     outcome: Outcome::Public,
                     detail: None,
+                    mcp: None,
                 }
             }
             Err(decision) => return *decision,
@@ -340,6 +363,7 @@ impl Gateway {
                 },
                 outcome: Outcome::Pending,
                 detail: None,
+                mcp: None,
             };
         }
         Decision {
@@ -350,6 +374,7 @@ impl Gateway {
             },
             outcome: Outcome::Allowed,
             detail: None,
+            mcp: None,
         }
     }
 
@@ -495,7 +520,8 @@ impl Gateway {
         } else {
             ToolKinds::default()
         };
-        match policy.check(&calls, token.client_id.as_deref(), &token.scopes, &kinds) {
+        let decision = match policy.check(&calls, token.client_id.as_deref(), &token.scopes, &kinds)
+        {
             Verdict::Allow => Decision {
                 action: Action::Forward {
                     headers: self.identity_headers(token),
@@ -509,6 +535,7 @@ impl Gateway {
                 },
                 outcome: Outcome::Allowed,
                 detail: None,
+                mcp: None,
             },
             Verdict::NeedScopes { call, missing } => authorized.step_up(&missing, &sanitize(&call)),
             Verdict::ClientDenied { tool, id } => Decision::respond(
@@ -525,7 +552,8 @@ impl Gateway {
                 sanitize(&tool),
                 sanitize(token.client_id.as_deref().unwrap_or("-"))
             )),
-        }
+        };
+        decision.with_calls(&calls)
     }
 
     fn token_error(&self, challenge: &Challenge, error: TokenError, path: &str) -> Decision {
@@ -542,6 +570,7 @@ impl Gateway {
                     action: Action::AwaitKeys { issuer, fallback },
                     outcome: Outcome::Denied("keys_unavailable"),
                     detail: Some(detail),
+                    mcp: None,
                 }
             }
             TokenError::UnknownKeyId { issuer } => Decision {
@@ -551,6 +580,7 @@ impl Gateway {
                 },
                 outcome: Outcome::Denied("invalid_token"),
                 detail: Some(detail),
+                mcp: None,
             },
             TokenError::Expired => Decision::respond(
                 challenge.invalid_token(error.description()),

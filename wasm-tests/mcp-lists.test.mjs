@@ -120,3 +120,19 @@ T("a session id used with another identity's token is refused as lost (404); its
     await owner.close();
   }
 });
+
+T("inspected requests count per MCP method", async () => {
+  const before = await envoy.stats();
+  const session = await mcpSession(origin, await tokenFor(m.robot.client_id, "mcp:read"));
+  try {
+    await session.call("tools/list", {});
+    await session.call("tools/call", { name: "toggle-simulated-logging", arguments: {} });
+  } finally {
+    await session.close();
+  }
+  const after = await envoy.stats();
+  const delta = (name) => (after[name] ?? 0) - (before[name] ?? 0);
+  assert.ok(delta("mcp_oauth.mcp.tools_list.allowed") >= 1, JSON.stringify(after));
+  assert.ok(delta("mcp_oauth.mcp.initialize.allowed") >= 1, JSON.stringify(after));
+  assert.equal(delta("mcp_oauth.mcp.tools_call.denied"), 1, JSON.stringify(after));
+});

@@ -78,6 +78,7 @@ impl World {
                 action: other,
                 outcome: crate::gateway::Outcome::Served,
                 detail: None,
+                mcp: None,
             },
         };
         match decision.action {

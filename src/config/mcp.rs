@@ -23,6 +23,8 @@ pub struct RawMcp {
     pub clients: Option<Vec<RawClientTools>>,
     #[serde(default)]
     pub annotation_scopes: Option<RawAnnotationScopes>,
+    #[serde(default)]
+    pub stats_per_tool: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -158,6 +160,7 @@ pub fn build(raw: RawMcp) -> Result<McpPolicy, ConfigError> {
     };
     Ok(McpPolicy {
         annotation_scopes,
+        stats_per_tool: raw.stats_per_tool.unwrap_or(false),
         endpoints,
         max_body_bytes: max_body_bytes as usize,
         rules,

@@ -121,6 +121,15 @@ fn decide_with_body(
             .gateway
             .decide_with_body(&request, body, now_secs, &mut SharedStore);
         vm.stats.record(decision.outcome);
+        if let Some(label) = &decision.mcp {
+            let per_tool = vm
+                .gateway
+                .config
+                .mcp
+                .as_ref()
+                .is_some_and(|p| p.stats_per_tool);
+            vm.stats.record_mcp(label, decision.outcome, per_tool);
+        }
         log_decision(&decision);
         decision
     };

@@ -238,6 +238,7 @@ mod tests {
                 deny: vec![Glob::new("secret").unwrap()],
             }],
             annotation_scopes: None,
+            stats_per_tool: false,
         }
     }
 

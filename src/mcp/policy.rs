@@ -49,6 +49,8 @@ pub struct McpPolicy {
     pub clients: Vec<ClientTools>,
     /// Scopes derived from the backend's tool annotations, for tools no rule names.
     pub annotation_scopes: Option<AnnotationScopes>,
+    /// Count decisions per tool too (off by default: tool names are unbounded).
+    pub stats_per_tool: bool,
 }
 
 /// The verdict on a body.
@@ -175,6 +177,7 @@ mod tests {
                 deny: vec![],
             }],
             annotation_scopes: None,
+            stats_per_tool: false,
         }
     }
 

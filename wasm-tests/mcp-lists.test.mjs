@@ -136,3 +136,21 @@ T("inspected requests count per MCP method", async () => {
   assert.ok(delta("mcp_oauth.mcp.initialize.allowed") >= 1, JSON.stringify(after));
   assert.equal(delta("mcp_oauth.mcp.tools_call.denied"), 1, JSON.stringify(after));
 });
+
+T("a long-running streamed tool call arrives complete through an inspected endpoint", async () => {
+  const session = await mcpSession(origin, await tokenFor(m.robot.client_id, "mcp:read"));
+  try {
+    const r = await session.call("tools/call", {
+      name: "trigger-long-running-operation",
+      arguments: { duration: 1, steps: 5 },
+      _meta: { progressToken: "p1" },
+    });
+    assert.equal(r.res.status, 200, r.res.body);
+    assert.match(r.res.headers["content-type"], /text\/event-stream/);
+    const progress = r.res.body.split("\n").filter((l) => l.startsWith("data:") && l.includes("notifications/progress"));
+    assert.equal(progress.length, 5, r.res.body);
+    assert.ok(r.result?.content?.length > 0, r.res.body);
+  } finally {
+    await session.close();
+  }
+});

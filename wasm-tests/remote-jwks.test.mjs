@@ -191,6 +191,18 @@ describe("remote JWKS, server hanging then down at Envoy start", () => {
     assert.ok(r.ms >= 900 && r.ms < 3000, `waited ${r.ms} ms, expected about startup_wait_ms = 1000`);
   });
 
+  ctx.T("a POST with a body, held while the first fetch hangs, never reaches the backend", async () => {
+    const { randomUUID } = await import("node:crypto");
+    const id = randomUUID();
+    const res = await request(`${ctx.origin}/mcp`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${await ctx.token(k1)}`, "content-type": "application/json", "x-test-id": id },
+      body: JSON.stringify({ jsonrpc: "2.0", id: 1, method: "ping", padding: "x".repeat(20000) }),
+      timeoutMs: 15000,
+    });
+    assertKeysUnavailable({ res, seen: ctx.echo.find((r) => r.headers["x-test-id"] === id) });
+  });
+
   ctx.T("/health says 503 starting while no key set has loaded", async () => {
     const h = await request(`${ctx.origin}/health`);
     assert.equal(h.status, 503, h.body);

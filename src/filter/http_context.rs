@@ -236,7 +236,13 @@ impl HttpContext for Http {
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> HostAction {
         let Some((headers, max_bytes)) = &self.held else {
-            return HostAction::Continue;
+            // A request held for keys or a fetch has no verdict yet: its body waits with it.
+            // (Returning Continue here would send the held request on unchecked.)
+            return if self.awaiting_verdict() {
+                HostAction::Pause
+            } else {
+                HostAction::Continue
+            };
         };
         if body_size > *max_bytes {
             let address = host::source_address();
@@ -352,6 +358,20 @@ impl HttpContext for Http {
 }
 
 impl Http {
+    /// True while the request waits for signing keys or a fetch before it is decided.
+    fn awaiting_verdict(&self) -> bool {
+        if self.forwarded {
+            return false;
+        }
+        if self.fetching.is_some() {
+            return true;
+        }
+        self.state
+            .try_borrow()
+            .map(|vm| vm.waiters.iter().any(|w| w.context_id == self.context_id))
+            .unwrap_or(true)
+    }
+
     /// Starts the fetch of a client metadata document; the answer comes to this context.
     fn fetch_client_metadata(&mut self, fetch: crate::authz::cimd::Fetch) -> HostAction {
         let headers = vec![

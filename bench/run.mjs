@@ -28,7 +28,7 @@
 // BENCH_COMMAND (the command named in the report).
 import { spawn, execFileSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
 import os from 'node:os';
@@ -54,8 +54,10 @@ const need = (name) => {
   return env[name];
 };
 const ENVOY_BIN = need('ENVOY_BIN');
-const OUR_WASM = need('MCP_OAUTH_WASM');
-const NOOP_WASM = need('NOOP_WASM');
+// The .wasm files as built (named in the report), and the copies every Envoy loads: a rebuild
+// during the run cannot change what is measured.
+const OUR_WASM_BUILT = need('MCP_OAUTH_WASM');
+const NOOP_WASM_BUILT = need('NOOP_WASM');
 const TMP = need('BENCH_TMP');
 const num = (name, dflt) => {
   const v = env[name] === undefined || env[name] === '' ? dflt : Number(env[name]);
@@ -75,6 +77,8 @@ const QUIET_BELOW = 0.15;
 const OUT = env.BENCH_OUT ?? join(REPO_ROOT, 'BENCHMARKS.md');
 const COMMAND = env.BENCH_COMMAND ?? 'make bench';
 const WRK_LUA = join(REPO_ROOT, 'bench', 'wrk.lua');
+const OUR_WASM = join(TMP, 'mcp_oauth_wasm.wasm');
+const NOOP_WASM = join(TMP, 'bench_noop_filter.wasm');
 const PIDS_FILE = join(TMP, 'pids');
 const NPROC = os.availableParallelism();
 const TASKSET = NPROC >= 2 && hasCommand('taskset');
@@ -456,10 +460,15 @@ function comparisonConfigs(keys) {
       { id: `ours_nocache-${alg}`, group: '(5)', label: 'mcp-oauth, `token_cache_entries: 0`', alg, filter: ours(alg, { token_cache_entries: 0 }) },
     );
   }
+  // Where (4)'s time goes, beyond the no-op filter: the same filter with less to do.
+  list.push(
+    { id: 'ours_public-ES256', breakdown: true, public: true, label: 'mcp-oauth with `/mcp` a public path: no token check, nothing rewritten', alg: 'ES256', filter: ours('ES256', { public_paths: ['/mcp'] }) },
+    { id: 'ours_noidentity-ES256', breakdown: true, label: 'mcp-oauth, token cache on, `identity_headers` all null', alg: 'ES256', filter: ours('ES256', { identity_headers: { subject: null, client_id: null, scopes: null, issuer: null } }) },
+  );
   return list;
 }
 
-const isAuth = (cfg) => cfg.id !== 'none' && cfg.id !== 'noop';
+const isAuth = (cfg) => cfg.id !== 'none' && cfg.id !== 'noop' && !cfg.public;
 
 /** Functional checks before measuring: the filter lets the good token through and refuses others. */
 async function checkCase(c, tokens) {
@@ -531,6 +540,9 @@ async function main() {
   const startedAt = new Date();
   const t0 = performance.now();
   log(`rounds ${ROUNDS} × ${DURATION}s (+${WARMUP}s warm-up), ${CONNECTIONS} connections, taskset ${TASKSET ? 'on' : 'off'}, tmp ${TMP}`);
+  copyFileSync(OUR_WASM_BUILT, OUR_WASM);
+  copyFileSync(NOOP_WASM_BUILT, NOOP_WASM);
+  const source = sourceState();
   const quiet = [await waitQuiet('start')];
   const keys = await makeKeys();
   const tokens = {};
@@ -597,6 +609,7 @@ async function main() {
     { id: 'ours-ES256', label: 'mcp-oauth resource server (ES256 key)', filter: configs.find((c) => c.id === 'ours-ES256').filter, token: tokens.ES256 },
     { id: 'as', label: 'mcp-oauth + authorization_server', filter: asConfig.filter, token: tokens.issued },
   ];
+  quiet.push({ ...(await waitQuiet('start-up measurements')), label: 'start-up measurements' });
   const startup = Object.fromEntries(startupConfigs.map((s) => [s.id, { ms: [], live: [], rss: [], early: new Map() }]));
   for (let i = 0; i < STARTS; i++) {
     for (const s of startupConfigs) {
@@ -616,7 +629,7 @@ async function main() {
   const noop = { rps: med('noop', 'rps'), cpu: med('noop', 'cpuUsPerReq') };
   const errs = (id) => results[id].reduce((s, r) => s + r.errors, 0);
   const rounds = (id) => results[id].map((r) => f0(r.rps)).join(' / ');
-  const mainRows = cases.map((c) => {
+  const mainRows = cases.filter((c) => !c.breakdown).map((c) => {
     const rps = med(c.id, 'rps');
     const cpu = med(c.id, 'cpuUsPerReq');
     return [
@@ -634,6 +647,12 @@ async function main() {
       String(errs(c.id)),
     ];
   });
+  const breakdownIds = ['none', 'noop', 'jwt_authn_cache-ES256', 'ours_public-ES256', 'ours_noidentity-ES256', 'ours-ES256'];
+  const breakdownRows = breakdownIds.map((id) => {
+    const c = cases.find((x) => x.id === id);
+    const cpu = med(id, 'cpuUsPerReq');
+    return [`${c.group ?? ''} ${c.label}`.trim(), f0(med(id, 'rps')), f1(cpu), id === 'none' ? '–' : `+${f1(cpu - base.cpu)}`, id === 'none' || id === 'noop' ? '–' : `${cpu - noop.cpu >= 0 ? '+' : ''}${f1(cpu - noop.cpu)}`];
+  });
   const extraRows = extraCases.map((c) => [c.label, f0(med(c.id, 'rps')), f3(med(c.id, 'p50ms')), f3(med(c.id, 'p99ms')), f1(med(c.id, 'cpuUsPerReq')), rounds(c.id), String(errs(c.id))]);
   const startupRows = startupConfigs.map((s) => {
     const ms = startup[s.id].ms;
@@ -643,8 +662,8 @@ async function main() {
   const ourSize = statSync(OUR_WASM).size;
   const noopSize = statSync(NOOP_WASM).size;
   const sizeRows = [
-    [`\`${relative(REPO_ROOT, OUR_WASM)}\``, f0(ourSize), kb(ourSize), kb(gzipSync(readFileSync(OUR_WASM), { level: 9 }).length)],
-    [`\`${relative(REPO_ROOT, NOOP_WASM)}\` (no-op filter)`, f0(noopSize), kb(noopSize), kb(gzipSync(readFileSync(NOOP_WASM), { level: 9 }).length)],
+    [`\`${relative(REPO_ROOT, OUR_WASM_BUILT)}\``, f0(ourSize), kb(ourSize), kb(gzipSync(readFileSync(OUR_WASM), { level: 9 }).length)],
+    [`\`${relative(REPO_ROOT, NOOP_WASM_BUILT)}\` (no-op filter)`, f0(noopSize), kb(noopSize), kb(gzipSync(readFileSync(NOOP_WASM), { level: 9 }).length)],
   ];
   const rssRows = [
     ['no auth filter', f0(rss.none)],
@@ -662,7 +681,7 @@ async function main() {
   const rowShares = all.map((c) => median(results[c.id].map((r) => r.cpuShare)));
   const littles = every.map((r) => r.little);
   const quietNote = quiet
-    .map((q, i) => `${i === 0 ? 'start' : `round ${i + 1}`}: ${pct(q.busy)}${q.waitedS > 2 ? ` after waiting ${Math.round(q.waitedS)} s` : ''}`)
+    .map((q, i) => `${q.label ?? (i === 0 ? 'start' : `round ${i + 1}`)}: ${pct(q.busy)}${q.waitedS > 2 ? ` after waiting ${Math.round(q.waitedS)} s` : ''}`)
     .join('; ');
   const minutes = (performance.now() - t0) / 60000;
 
@@ -672,7 +691,7 @@ Generated by \`${COMMAND}\` (bench/run.mjs) on ${startedAt.toISOString().slice(0
 Every number below comes from that run; rerun the command to refresh this file.
 
 **Machine:** ${NPROC} CPUs (\`nproc\`), ${firstLine('sh', ['-c', "grep -m1 'model name' /proc/cpuinfo | cut -d: -f2"])}, ${f0(os.totalmem() / 2 ** 30)} GiB RAM, Linux ${os.release()}.
-**Source:** ${sourceState()}; the .wasm measured has SHA-256 \`${createHash('sha256').update(readFileSync(OUR_WASM)).digest('hex').slice(0, 16)}…\`.
+**Source:** ${source}; the .wasm measured has SHA-256 \`${createHash('sha256').update(readFileSync(OUR_WASM)).digest('hex').slice(0, 16)}…\`.
 **Envoy:** ${envoyVersion()}, Wasm runtime V8. **Load:** ${firstLine('sh', ['-c', 'wrk -v 2>&1'])}. Node ${process.version}.
 
 **Method.** Each configuration is its own Envoy, \`--concurrency 1\`, plain HTTP on 127.0.0.1 (no TLS), whose only
@@ -691,7 +710,7 @@ latency statistics were inconsistent with its own throughput here (mean latency 
 number of connections), so they are not used.
 
 **Run conditions.** The machine may run other work. Whole-machine CPU busy before starting and before each round
-(the script waits up to ${QUIET_WAIT} s for it to drop under ${pct(QUIET_BELOW)}): ${quietNote}. During measurements, other
+and before the start-up measurements (the script waits up to ${QUIET_WAIT} s for it to drop under ${pct(QUIET_BELOW)}): ${quietNote}. During measurements, other
 processes took ${spread('otherCore0')} of Envoy's core, and ${spread('otherCore1')} of wrk's core. Envoy used
 ${pct(Math.min(...rowShares))}–${pct(Math.max(...rowShares))} of its core (median per configuration). Little's law check (mean
 latency × req/s ÷ connections, 1.00 when every connection always has a request in flight): ${f2(Math.min(...littles))}–${f2(Math.max(...littles))}.
@@ -705,6 +724,12 @@ ${table(
 
 *× (1)*, *× (2)*: throughput relative to (1) no filter and (2) the no-op Wasm filter. *RSS*: VmRSS of that
 Envoy (\`--concurrency 1\`) after its warm-up. *errors*: wrk socket errors, timeouts and non-2xx answers, all rounds.
+
+## Where our filter's time goes (ES256, token cache on)
+
+The same measurement for two reduced variants of (4), next to (1), (2) and jwt_authn with its cache.
+
+${table(['configuration', 'req/s', 'Envoy CPU µs/req', 'vs (1) µs/req', 'vs (2) µs/req'], breakdownRows)}
 
 ## Authorization server and metadata endpoints (our filter answers them itself)
 

@@ -17,6 +17,7 @@ use crate::mcp::policy::{McpPolicy, Verdict};
 use crate::mcp::session;
 use crate::resource::bearer::{bearer_token, Credential};
 use crate::resource::challenge::Challenge;
+use crate::resource::introspection::{self, IntrospectionCall, IntrospectionConfig, Known};
 use crate::resource::metadata::{self, PRM_PATH};
 use crate::resource::policy::{access_for, Access};
 use crate::store::Store;
@@ -64,6 +65,9 @@ pub enum Action {
     /// A client metadata document is needed: fetch it, hand the answer to
     /// `Gateway::accept_client_metadata`, then decide again.
     FetchClientMetadata(Fetch),
+    /// An opaque token must be introspected: make the call, hand the answer to
+    /// `Gateway::accept_introspection`, then decide again.
+    Introspect(IntrospectionCall),
 }
 
 /// How a request ended, for stats and logs.
@@ -283,7 +287,10 @@ impl Gateway {
                     request.origin,
                 )
             }
-            Action::Forward { .. } | Action::ReadBody { .. } | Action::FetchClientMetadata(_) => {}
+            Action::Forward { .. }
+            | Action::ReadBody { .. }
+            | Action::FetchClientMetadata(_)
+            | Action::Introspect(_) => {}
         }
         decision
     }
@@ -353,6 +360,21 @@ impl Gateway {
                     detail: None,
                     mcp: None,
                 }
+            }
+            // An opaque token on an inspected POST: read the body first, introspect after,
+            // so the answer comes back to a request whose body is already in hand.
+            Err(decision) if matches!(decision.action, Action::Introspect(_)) => {
+                if let Some(policy) = self.inspected(request) {
+                    return Decision {
+                        action: Action::ReadBody {
+                            max_bytes: policy.max_body_bytes,
+                        },
+                        outcome: Outcome::Pending,
+                        detail: None,
+                        mcp: None,
+                    };
+                }
+                return *decision;
             }
             Err(decision) => return *decision,
         };
@@ -428,9 +450,14 @@ impl Gateway {
                 ))
             }
         };
-        let verified = match self.verifier.verify(token, resource, now) {
-            Ok(verified) => verified,
-            Err(error) => return Err(Box::new(self.token_error(&challenge, error, path))),
+        let verified = match &self.config.introspection {
+            Some(introspection) if !introspection::looks_like_jwt(token) => {
+                self.introspected(introspection, &challenge, token, resource, path, now, store)?
+            }
+            _ => match self.verifier.verify(token, resource, now) {
+                Ok(verified) => verified,
+                Err(error) => return Err(Box::new(self.token_error(&challenge, error, path))),
+            },
         };
         if verified
             .jwt_id
@@ -554,6 +581,82 @@ impl Gateway {
             )),
         };
         decision.with_calls(&calls)
+    }
+
+    /// An opaque token: the cached introspection verdict, or the call to make first.
+    #[allow(clippy::too_many_arguments)]
+    fn introspected(
+        &self,
+        config: &IntrospectionConfig,
+        challenge: &Challenge,
+        token: &str,
+        resource: &str,
+        path: &str,
+        now: u64,
+        store: &mut dyn Store,
+    ) -> Result<VerifiedToken, Box<Decision>> {
+        let refuse = |description: &str, reason: &'static str| {
+            Box::new(
+                Decision::respond(
+                    challenge.invalid_token(description),
+                    Outcome::Denied("invalid_token"),
+                )
+                .with_detail(format!(
+                    "opaque token refused for {}: {reason}",
+                    sanitize(path)
+                )),
+            )
+        };
+        match introspection::cached(store, &introspection::token_key(token), now) {
+            Some(Known::Active(verified)) => {
+                if !verified.audiences.is_empty()
+                    && !verified.audiences.iter().any(|a| a == resource)
+                {
+                    return Err(refuse(
+                        "The access token is not meant for this resource",
+                        "wrong_audience",
+                    ));
+                }
+                Ok(verified)
+            }
+            Some(Known::Inactive) => Err(refuse("The access token is not active", "inactive")),
+            Some(Known::Unavailable) if config.unavailable_is_503 => Err(Box::new(
+                Decision::respond(
+                    Response::oauth_error(
+                        503,
+                        "temporarily_unavailable",
+                        "The token could not be checked; retry shortly",
+                    )
+                    .with_header("retry-after", "2"),
+                    Outcome::Denied("keys_unavailable"),
+                )
+                .with_detail(format!("introspection unavailable for {}", sanitize(path))),
+            )),
+            Some(Known::Unavailable) => Err(refuse(
+                "The access token could not be checked",
+                "introspection_unavailable",
+            )),
+            None => Err(Box::new(Decision {
+                action: Action::Introspect(introspection::call(config, token)),
+                outcome: Outcome::Pending,
+                detail: None,
+                mcp: None,
+            })),
+        }
+    }
+
+    /// Caches the introspection endpoint's answer for the token `token_key`.
+    pub fn accept_introspection(
+        &self,
+        token_key: &str,
+        status: Option<&str>,
+        body: &[u8],
+        now: u64,
+        store: &mut dyn Store,
+    ) {
+        if let Some(config) = &self.config.introspection {
+            introspection::accept(config, store, token_key, status, body, now);
+        }
     }
 
     fn token_error(&self, challenge: &Challenge, error: TokenError, path: &str) -> Decision {

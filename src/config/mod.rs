@@ -106,6 +106,8 @@ pub struct Config {
     pub authorization_server: Option<authz::AuthServerConfig>,
     /// JSON-RPC inspection on MCP endpoints, when enabled.
     pub mcp: Option<crate::mcp::policy::McpPolicy>,
+    /// Opaque tokens checked by introspection, when enabled.
+    pub introspection: Option<crate::resource::introspection::IntrospectionConfig>,
 }
 
 /// Parses and checks the plugin configuration. `env` reads environment variables (the Wasm VM's
@@ -175,8 +177,12 @@ fn build(
             "must be between 256 and 1048576",
         ));
     }
+    let introspection = raw
+        .introspection
+        .map(|r| build_introspection(r, env))
+        .transpose()?;
     let raw_issuers = raw.issuers.unwrap_or_default();
-    if raw_issuers.is_empty() && authorization_server.is_none() {
+    if raw_issuers.is_empty() && authorization_server.is_none() && introspection.is_none() {
         return Err(ConfigError::at(
             "issuers",
             "list at least one trusted token issuer",
@@ -287,6 +293,7 @@ fn build(
         remote_jwks,
         authorization_server,
         mcp,
+        introspection,
     };
     let cache_entries = raw.token_cache_entries.unwrap_or(10_000);
     if cache_entries > 1_000_000 {
@@ -299,6 +306,77 @@ fn build(
         cache_entries as usize,
     );
     Ok((config, verifier))
+}
+
+fn build_introspection(
+    raw: raw::RawIntrospection,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<crate::resource::introspection::IntrospectionConfig, ConfigError> {
+    let p = "introspection";
+    let url = url::Url::parse(&raw.endpoint)
+        .map_err(|e| ConfigError::at(format!("{p}.endpoint"), format!("not a URL: {e}")))?;
+    let host = url.host_str().unwrap_or_default().to_string();
+    if !(url.scheme() == "https" || (url.scheme() == "http" && uri::is_loopback(&host)))
+        || host.is_empty()
+    {
+        return Err(ConfigError::at(
+            format!("{p}.endpoint"),
+            "must be an absolute https:// URL (http:// only for loopback)",
+        ));
+    }
+    if raw.cluster.is_empty() {
+        return Err(ConfigError::at(
+            format!("{p}.cluster"),
+            "name the Envoy cluster that reaches the endpoint",
+        ));
+    }
+    let client_secret = match (raw.client_secret, raw.client_secret_env) {
+        (Some(secret), None) => secret,
+        (None, Some(var)) => env(&var).ok_or_else(|| {
+            ConfigError::at(
+                format!("{p}.client_secret_env"),
+                format!("environment variable {var} is not set in the Wasm VM"),
+            )
+        })?,
+        _ => {
+            return Err(ConfigError::at(
+                p,
+                "give exactly one of client_secret, client_secret_env",
+            ))
+        }
+    };
+    let timeout_ms = raw.timeout_ms.unwrap_or(2000);
+    if !(100..=30_000).contains(&timeout_ms) {
+        return Err(ConfigError::at(
+            format!("{p}.timeout_ms"),
+            "must be between 100 and 30000",
+        ));
+    }
+    let max_cache_seconds = raw.max_cache_seconds.unwrap_or(60);
+    if max_cache_seconds > 3600 {
+        return Err(ConfigError::at(
+            format!("{p}.max_cache_seconds"),
+            "at most 3600",
+        ));
+    }
+    let authority = match url.port() {
+        Some(port) => format!("{host}:{port}"),
+        None => host,
+    };
+    Ok(crate::resource::introspection::IntrospectionConfig {
+        cluster: raw.cluster,
+        authority,
+        path: url.path().to_string(),
+        client_id: raw.client_id,
+        client_secret,
+        timeout_ms,
+        max_cache_seconds,
+        unavailable_is_503: raw
+            .when_unavailable
+            .unwrap_or(raw::WhenUnavailable::Unavailable)
+            == raw::WhenUnavailable::Unavailable,
+        issuer: raw.issuer,
+    })
 }
 
 fn build_issuer(

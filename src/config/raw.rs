@@ -42,6 +42,38 @@ pub struct RawConfig {
     pub authorization_server: Option<super::authz_raw::RawAuthServer>,
     #[serde(default)]
     pub mcp: Option<super::mcp::RawMcp>,
+    #[serde(default)]
+    pub introspection: Option<RawIntrospection>,
+}
+
+/// Opaque tokens checked at an RFC 7662 endpoint.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawIntrospection {
+    pub endpoint: String,
+    pub cluster: String,
+    pub client_id: String,
+    #[serde(default)]
+    pub client_secret: Option<String>,
+    #[serde(default)]
+    pub client_secret_env: Option<String>,
+    #[serde(default, deserialize_with = "opt_whole_number")]
+    pub timeout_ms: Option<u64>,
+    #[serde(default, deserialize_with = "opt_whole_number")]
+    pub max_cache_seconds: Option<u64>,
+    #[serde(default)]
+    pub when_unavailable: Option<WhenUnavailable>,
+    #[serde(default)]
+    pub issuer: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum WhenUnavailable {
+    /// 401: the client signs in again.
+    Deny,
+    /// 503: the client retries.
+    Unavailable,
 }
 
 /// One trusted token issuer and where its keys come from.

@@ -24,14 +24,25 @@ pub struct Http {
     forwarded: bool,
     /// Headers of a request held while its body is read (authorization-server endpoints).
     held: Option<(Vec<(String, String)>, usize)>,
-    /// The client metadata document this request waits for.
-    fetching: Option<String>,
+    /// The callout this request waits for, and the request (headers, body if read) to decide
+    /// again when it answers.
+    callout: Option<Callout>,
+    callout_request: Option<HeldRequest>,
     /// The answer carries list results to filter for this token.
     list_filter: Option<ListFilter>,
     /// A session the backend opens in its answer is bound to this identity.
     session_owner: Option<String>,
     /// How the answer's body is being filtered, once its headers are known.
     response_filter: Option<ResponseFilter>,
+}
+
+/// A request's headers, and its body if it was read, kept while a callout runs.
+type HeldRequest = (Vec<(String, String)>, Option<Vec<u8>>);
+
+/// What a request waits for.
+enum Callout {
+    ClientMetadata(String),
+    Introspection(String),
 }
 
 /// Filtering a list answer: a JSON body is read whole; an SSE stream event by event.
@@ -48,7 +59,8 @@ impl Http {
             origin: None,
             forwarded: false,
             held: None,
-            fetching: None,
+            callout: None,
+            callout_request: None,
             list_filter: None,
             session_owner: None,
             response_filter: None,
@@ -99,62 +111,52 @@ fn decide_now(state: &Rc<RefCell<VmState>>) -> (Decision, Vec<(String, String)>)
     let now_secs = host::now_ms() / 1000;
     let vm = state.borrow();
     let decision = vm.gateway.decide(&request, now_secs, &mut SharedStore);
-    vm.stats.record(decision.outcome);
-    log_decision(&decision);
+    record(&vm, &decision);
     drop(vm);
     (decision, headers)
 }
 
-/// Decides on a held request now that its body is here (an authorization-server form or an
-/// inspected JSON-RPC body). Returns whether the request goes on to the backend.
+/// Decides on a held request now that its body is here.
 fn decide_with_body(
     state: &Rc<RefCell<VmState>>,
     headers: &[(String, String)],
     body: &[u8],
-) -> Option<(Option<ListFilter>, Option<String>)> {
+) -> Decision {
     let address = host::source_address();
     let request = request_view(headers, address.as_deref());
     let now_secs = host::now_ms() / 1000;
-    let decision = {
-        let vm = state.borrow();
-        let decision = vm
+    let vm = state.borrow();
+    let decision = vm
+        .gateway
+        .decide_with_body(&request, body, now_secs, &mut SharedStore);
+    record(&vm, &decision);
+    decision
+}
+
+/// Stats and the log line of a decision.
+fn record(vm: &VmState, decision: &Decision) {
+    vm.stats.record(decision.outcome);
+    if let Some(label) = &decision.mcp {
+        let per_tool = vm
             .gateway
-            .decide_with_body(&request, body, now_secs, &mut SharedStore);
-        vm.stats.record(decision.outcome);
-        if let Some(label) = &decision.mcp {
-            let per_tool = vm
-                .gateway
-                .config
-                .mcp
-                .as_ref()
-                .is_some_and(|p| p.stats_per_tool);
-            vm.stats.record_mcp(label, decision.outcome, per_tool);
-        }
-        log_decision(&decision);
-        decision
-    };
-    match decision.action {
-        Action::Respond(response) => {
-            host::send_response(&response);
-            None
-        }
-        Action::Forward {
-            headers,
-            list_filter,
-            session_owner,
-        } => {
-            forward(state, &headers);
-            Some((list_filter, session_owner))
-        }
-        _ => {
-            host::send_response(&Response::oauth_error(
-                500,
-                "server_error",
-                "Unexpected decision",
-            ));
-            None
-        }
+            .config
+            .mcp
+            .as_ref()
+            .is_some_and(|p| p.stats_per_tool);
+        vm.stats.record_mcp(label, decision.outcome, per_tool);
     }
+    log_decision(decision);
+}
+
+/// Where a decision is applied from: what the host expects back differs.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// The request-headers callback; `end_of_stream` says whether a body follows.
+    Headers { end_of_stream: bool },
+    /// The request-body callback, the body complete.
+    Body,
+    /// A callout's answer: the request is paused and must be resumed explicitly.
+    Callout,
 }
 
 /// Removes the client's token and any identity headers it sent, then adds the verified ones.
@@ -183,13 +185,12 @@ pub fn decide_after_wait(state: &Rc<RefCell<VmState>>, fallback: Response) {
     let (decision, _) = decide_now(state);
     match decision.action {
         Action::Respond(response) => host::send_response(&response),
-        Action::AwaitKeys { .. } | Action::ReadBody { .. } | Action::FetchClientMetadata(_) => {
-            host::send_response(&fallback)
-        }
         Action::Forward { headers, .. } => {
             forward(state, &headers);
             host::resume_request();
         }
+        // Body reads and callouts need the request's own context: the client retries.
+        _ => host::send_response(&fallback),
     }
 }
 
@@ -200,43 +201,12 @@ impl HttpContext for Http {
             .iter()
             .find(|(n, _)| n == "origin")
             .map(|(_, v)| v.clone());
-        match decision.action {
-            Action::Respond(response) => {
-                host::send_response(&response);
-                HostAction::Pause
-            }
-            Action::Forward {
-                headers,
-                session_owner,
-                ..
-            } => {
-                forward(&self.state, &headers);
-                self.forwarded = true;
-                self.session_owner = session_owner;
-                HostAction::Continue
-            }
-            Action::AwaitKeys { issuer, fallback } => self.wait_for_keys(issuer, fallback),
-            Action::ReadBody { .. } if end_of_stream => {
-                let forwarded = decide_with_body(&self.state, &headers, &[]);
-                self.forwarded = forwarded.is_some();
-                (self.list_filter, self.session_owner) = forwarded.unwrap_or_default();
-                if self.forwarded {
-                    HostAction::Continue
-                } else {
-                    HostAction::Pause
-                }
-            }
-            Action::ReadBody { max_bytes } => {
-                self.held = Some((headers, max_bytes));
-                HostAction::Pause
-            }
-            Action::FetchClientMetadata(fetch) => self.fetch_client_metadata(fetch),
-        }
+        self.apply(decision, headers, None, Phase::Headers { end_of_stream })
     }
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> HostAction {
-        let Some((headers, max_bytes)) = &self.held else {
-            // A request held for keys or a fetch has no verdict yet: its body waits with it.
+        let Some((headers, max_bytes)) = self.held.take() else {
+            // A request held for keys or a callout has no verdict yet: its body waits with it.
             // (Returning Continue here would send the held request on unchecked.)
             return if self.awaiting_verdict() {
                 HostAction::Pause
@@ -244,35 +214,24 @@ impl HttpContext for Http {
                 HostAction::Continue
             };
         };
-        if body_size > *max_bytes {
+        if body_size > max_bytes {
             let address = host::source_address();
-            let request = request_view(headers, address.as_deref());
+            let request = request_view(&headers, address.as_deref());
             let decision = {
                 let vm = self.state.borrow();
                 let decision = vm.gateway.decide_body_too_large(&request);
-                vm.stats.record(decision.outcome);
-                log_decision(&decision);
+                record(&vm, &decision);
                 decision
             };
-            self.held = None;
-            if let Action::Respond(response) = decision.action {
-                host::send_response(&response);
-            }
-            return HostAction::Pause;
+            return self.apply(decision, headers, None, Phase::Body);
         }
         if !end_of_stream {
+            self.held = Some((headers, max_bytes));
             return HostAction::Pause;
         }
         let body = host::request_body(body_size);
-        let forwarded = decide_with_body(&self.state, headers, &body);
-        self.forwarded = forwarded.is_some();
-        (self.list_filter, self.session_owner) = forwarded.unwrap_or_default();
-        self.held = None;
-        if self.forwarded {
-            HostAction::Continue
-        } else {
-            HostAction::Pause
-        }
+        let decision = decide_with_body(&self.state, &headers, &body);
+        self.apply(decision, headers, Some(body), Phase::Body)
     }
 
     fn on_http_response_headers(
@@ -363,7 +322,7 @@ impl Http {
         if self.forwarded {
             return false;
         }
-        if self.fetching.is_some() {
+        if self.callout.is_some() {
             return true;
         }
         self.state
@@ -372,36 +331,149 @@ impl Http {
             .unwrap_or(true)
     }
 
-    /// Starts the fetch of a client metadata document; the answer comes to this context.
-    fn fetch_client_metadata(&mut self, fetch: crate::authz::cimd::Fetch) -> HostAction {
-        let headers = vec![
-            (":method", "GET"),
-            (":path", fetch.path.as_str()),
-            (":authority", fetch.authority.as_str()),
-            ("accept", "application/json"),
-            ("user-agent", "mcp-oauth-wasm"),
-        ];
-        let timeout = std::time::Duration::from_millis(fetch.timeout_ms);
+    /// Carries out a decision. Returns what the host expects from the current callback
+    /// (ignored for callouts, where the request is resumed or answered explicitly).
+    fn apply(
+        &mut self,
+        decision: Decision,
+        headers: Vec<(String, String)>,
+        body: Option<Vec<u8>>,
+        phase: Phase,
+    ) -> HostAction {
+        match decision.action {
+            Action::Respond(response) => {
+                host::send_response(&response);
+                HostAction::Pause
+            }
+            Action::Forward {
+                headers: identity,
+                list_filter,
+                session_owner,
+            } => {
+                forward(&self.state, &identity);
+                self.forwarded = true;
+                self.list_filter = list_filter;
+                self.session_owner = session_owner;
+                if phase == Phase::Callout {
+                    host::resume_request();
+                }
+                HostAction::Continue
+            }
+            Action::AwaitKeys { issuer, fallback } => match phase {
+                Phase::Headers { .. } => self.wait_for_keys(issuer, fallback),
+                _ => {
+                    host::send_response(&fallback);
+                    HostAction::Pause
+                }
+            },
+            Action::ReadBody { max_bytes } => match phase {
+                Phase::Headers {
+                    end_of_stream: true,
+                } => {
+                    let decision = decide_with_body(&self.state, &headers, &[]);
+                    self.apply(
+                        decision,
+                        headers,
+                        Some(Vec::new()),
+                        Phase::Headers {
+                            end_of_stream: true,
+                        },
+                    )
+                }
+                Phase::Headers {
+                    end_of_stream: false,
+                } => {
+                    self.held = Some((headers, max_bytes));
+                    HostAction::Pause
+                }
+                // The body already went by (it was buffered while the request waited).
+                _ => {
+                    host::send_response(&Response::oauth_error(
+                        503,
+                        "temporarily_unavailable",
+                        "Retry the request",
+                    ));
+                    HostAction::Pause
+                }
+            },
+            Action::FetchClientMetadata(fetch) => {
+                let call_headers = vec![
+                    (":method".to_string(), "GET".to_string()),
+                    (":path".to_string(), fetch.path.clone()),
+                    (":authority".to_string(), fetch.authority.clone()),
+                    ("accept".to_string(), "application/json".to_string()),
+                    ("user-agent".to_string(), "mcp-oauth-wasm".to_string()),
+                ];
+                self.callout(
+                    Callout::ClientMetadata(fetch.url.clone()),
+                    &fetch.cluster,
+                    call_headers,
+                    None,
+                    fetch.timeout_ms,
+                    headers,
+                    body,
+                )
+            }
+            Action::Introspect(call) => {
+                let pending = Callout::Introspection(call.token_key.clone());
+                self.callout(
+                    pending,
+                    &call.cluster,
+                    call.headers,
+                    Some(call.body),
+                    call.timeout_ms,
+                    headers,
+                    body,
+                )
+            }
+        }
+    }
+
+    /// Dispatches a call whose answer comes back to this context, holding the request (and its
+    /// body, if already read) until then.
+    #[allow(clippy::too_many_arguments)]
+    fn callout(
+        &mut self,
+        pending: Callout,
+        cluster: &str,
+        call_headers: Vec<(String, String)>,
+        call_body: Option<Vec<u8>>,
+        timeout_ms: u64,
+        headers: Vec<(String, String)>,
+        body: Option<Vec<u8>>,
+    ) -> HostAction {
+        if self.callout.is_some() {
+            // Never a second callout for one request.
+            host::send_response(&Response::oauth_error(
+                502,
+                "server_error",
+                "The request could not be completed",
+            ));
+            return HostAction::Pause;
+        }
+        let refs: Vec<(&str, &str)> = call_headers
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_str()))
+            .collect();
+        let timeout = std::time::Duration::from_millis(timeout_ms);
         match proxy_wasm::hostcalls::dispatch_http_call(
-            &fetch.cluster,
-            headers,
-            None,
+            cluster,
+            refs,
+            call_body.as_deref(),
             vec![],
             timeout,
         ) {
             Ok(_) => {
-                self.fetching = Some(fetch.url);
+                self.callout = Some(pending);
+                self.callout_request = Some((headers, body));
                 HostAction::Pause
             }
             Err(status) => {
-                log::warn!(
-                    "mcp-oauth: cannot fetch client metadata through cluster {}: {status:?}",
-                    fetch.cluster
-                );
+                log::warn!("mcp-oauth: cannot call cluster {cluster}: {status:?}");
                 host::send_response(&Response::oauth_error(
                     502,
                     "server_error",
-                    "The client metadata document could not be fetched",
+                    "An upstream service could not be reached",
                 ));
                 HostAction::Pause
             }
@@ -438,8 +510,8 @@ impl Http {
 }
 
 impl Context for Http {
-    /// The client metadata document arrived (or the fetch failed): cache the result and
-    /// decide again; a second fetch for the same request is never started.
+    /// A callout's answer: cache what it says, then decide again (with the body, if the
+    /// request's body was already read).
     fn on_http_call_response(
         &mut self,
         _token: u32,
@@ -447,33 +519,56 @@ impl Context for Http {
         body_size: usize,
         _trailers: usize,
     ) {
-        let Some(url) = self.fetching.take() else {
+        let (Some(pending), Some((headers, body))) =
+            (self.callout.take(), self.callout_request.take())
+        else {
             return;
         };
         let status = host::call_response_header(":status");
-        let cache_control = host::call_response_header("cache-control");
-        let body = host::call_response_body(body_size.min(crate::authz::MAX_BODY_BYTES));
+        let answer = host::call_response_body(body_size.min(crate::authz::MAX_BODY_BYTES));
         let now_secs = host::now_ms() / 1000;
         {
             let vm = self.state.borrow();
-            vm.gateway.accept_client_metadata(
-                &url,
-                status.as_deref(),
-                cache_control.as_deref(),
-                &body,
-                now_secs,
-                &mut SharedStore,
-            );
+            match &pending {
+                Callout::ClientMetadata(url) => {
+                    let cache_control = host::call_response_header("cache-control");
+                    vm.gateway.accept_client_metadata(
+                        url,
+                        status.as_deref(),
+                        cache_control.as_deref(),
+                        &answer,
+                        now_secs,
+                        &mut SharedStore,
+                    );
+                }
+                Callout::Introspection(token_key) => {
+                    vm.gateway.accept_introspection(
+                        token_key,
+                        status.as_deref(),
+                        &answer,
+                        now_secs,
+                        &mut SharedStore,
+                    );
+                }
+            }
         }
-        let (decision, _) = decide_now(&self.state);
-        match decision.action {
-            Action::Respond(response) => host::send_response(&response),
-            _ => host::send_response(&Response::oauth_error(
-                502,
-                "server_error",
-                "The client metadata document could not be used",
-            )),
-        }
+        // The second decision must not call out again (the answer is cached now).
+        let decision = match &body {
+            Some(body) => decide_with_body(&self.state, &headers, body),
+            None => decide_now(&self.state).0,
+        };
+        let decision = match decision.action {
+            Action::FetchClientMetadata(_) | Action::Introspect(_) => Decision {
+                action: Action::Respond(Response::oauth_error(
+                    502,
+                    "server_error",
+                    "The request could not be completed",
+                )),
+                ..decision
+            },
+            _ => decision,
+        };
+        self.apply(decision, headers, body, Phase::Callout);
     }
 
     fn on_done(&mut self) -> bool {

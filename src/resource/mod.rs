@@ -2,5 +2,6 @@
 
 pub mod bearer;
 pub mod challenge;
+pub mod introspection;
 pub mod metadata;
 pub mod policy;

@@ -89,7 +89,7 @@ fn store_key(token_key: &str) -> String {
 pub fn cached(store: &dyn Store, token_key: &str, now: u64) -> Option<Known> {
     let (bytes, _) = store.get(&store_key(token_key))?;
     let entry: Entry = serde_json::from_slice(&bytes).ok()?;
-    if entry.until < now {
+    if entry.until <= now {
         return None;
     }
     Some(match (entry.active, entry.unavailable) {
@@ -255,7 +255,7 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        assert!(cached(&s, "k", 1031).is_none(), "not past exp");
+        assert!(cached(&s, "k", 1030).is_none(), "not past exp");
     }
 
     #[test]

@@ -9,19 +9,19 @@
 // Method:
 //  - One Envoy per configuration, `--concurrency 1`, plain HTTP on 127.0.0.1, the only route a
 //    direct_response (bench/envoy-bench.yaml). With taskset: Envoys on core 0, wrk on core 1.
-//  - wrk, BENCH_CONNECTIONS (8) connections, one thread each (latency is timed in wrk.lua), BENCH_DURATION s (5) per measurement after
-//    a BENCH_WARMUP s (1) warm-up on the same connections' target; every Envoy also gets a longer
-//    warm-up (BENCH_INITIAL_WARMUP, 2 s) before the first round.
+//  - wrk with BENCH_CONNECTIONS (8) connections, one thread each (latency is timed in wrk.lua),
+//    BENCH_DURATION s (5) per measurement after a BENCH_WARMUP s (1) warm-up; every Envoy also
+//    gets BENCH_INITIAL_WARMUP s (2) of warm-up before the first round.
 //  - Rounds interleaved: every measurement once per round (order rotated each round),
 //    BENCH_ROUNDS (3) rounds; the report gives medians over rounds.
 //  - Envoy CPU per request: utime+stime of the Envoy process (/proc/<pid>/stat) over the
 //    measurement, divided by the requests wrk completed.
+//  - The machine may be shared: before starting, before each round and before the start-up
+//    measurements the script waits (at most BENCH_QUIET_WAIT s, 30) for other processes to go
+//    quiet, and every measurement records how busy Envoy's and wrk's cores were with other
+//    work; the report shows it.
 //  - Every loop is bounded; every process is stopped on exit (and bench.sh kills the pids in
 //    $BENCH_TMP/pids if this script dies).
-//
-//  - The machine may be shared: before starting and before each round the script waits (at
-//    most BENCH_QUIET_WAIT s, 30) for other processes to go quiet, and every measurement
-//    records how busy Envoy's and wrk's cores were with other work; the report shows it.
 //
 // Environment: ENVOY_BIN, MCP_OAUTH_WASM, NOOP_WASM, BENCH_TMP (all set by bench.sh); optional
 // BENCH_ROUNDS, BENCH_DURATION, BENCH_WARMUP, BENCH_INITIAL_WARMUP, BENCH_CONNECTIONS,

@@ -158,7 +158,9 @@ impl Gateway {
             }
             (None, Some(policy)) => match self.authorize(request, now, store) {
                 Ok(Some(authorized)) => {
-                    self.inspect(policy, &authorized, body, path_only(request.path), store)
+                    let decision =
+                        self.inspect(policy, &authorized, body, path_only(request.path), store);
+                    self.with_backend_credential(decision, &authorized, store, now)
                 }
                 Ok(None) => Decision {
                     action: Action::Forward {
@@ -388,7 +390,7 @@ impl Gateway {
                 mcp: None,
             };
         }
-        Decision {
+        let decision = Decision {
             action: Action::Forward {
                 headers: self.identity_headers(&authorized.token),
                 list_filter: None,
@@ -397,7 +399,8 @@ impl Gateway {
             outcome: Outcome::Allowed,
             detail: None,
             mcp: None,
-        }
+        };
+        self.with_backend_credential(decision, &authorized, store, now)
     }
 
     /// The MCP policy, if this request's JSON-RPC body must be inspected.
@@ -418,15 +421,17 @@ impl Gateway {
     ) -> Result<Option<Authorized>, Box<Decision>> {
         let config = &self.config;
         let path = path_only(request.path);
-        let (resource, scopes, prefix) = match access_for(config, request.method, request.path) {
-            Access::Public => return Ok(None),
-            Access::Protected(route) => (
-                route.resource.as_str(),
-                route.scopes.as_slice(),
-                route.prefix.as_str(),
-            ),
-            Access::Authenticated => (config.resource.as_str(), &[][..], "/"),
-        };
+        let (resource, scopes, prefix, backend_credential) =
+            match access_for(config, request.method, request.path) {
+                Access::Public => return Ok(None),
+                Access::Protected(route) => (
+                    route.resource.as_str(),
+                    route.scopes.as_slice(),
+                    route.prefix.as_str(),
+                    route.backend_credential.clone(),
+                ),
+                Access::Authenticated => (config.resource.as_str(), &[][..], "/", None),
+            };
         let metadata_url = metadata::metadata_url(config, prefix);
         let challenge = Challenge {
             resource_metadata: &metadata_url,
@@ -475,6 +480,7 @@ impl Gateway {
         let authorized = Authorized {
             token: verified,
             metadata_url,
+            backend_credential,
         };
         if let Some(session_id) = request.session_id {
             let identity = session::identity(&authorized.token);
@@ -503,6 +509,45 @@ impl Gateway {
             return Err(Box::new(authorized.step_up(&missing, &sanitize(path))));
         }
         Ok(Some(authorized))
+    }
+
+    /// Puts the route's service credential on a forwarded request; without a current token
+    /// the request is not forwarded (503), since the backend would refuse it anyway.
+    fn with_backend_credential(
+        &self,
+        mut decision: Decision,
+        authorized: &Authorized,
+        store: &dyn Store,
+        now: u64,
+    ) -> Decision {
+        let Some(name) = &authorized.backend_credential else {
+            return decision;
+        };
+        let Action::Forward { headers, .. } = &mut decision.action else {
+            return decision;
+        };
+        let credential = self
+            .config
+            .backend_credentials
+            .iter()
+            .find(|c| &c.name == name);
+        match credential.and_then(|c| c.current(store, now).map(|token| c.header_for(&token))) {
+            Some(header) => {
+                headers.retain(|(n, _)| n != &header.0);
+                headers.push(header);
+                decision
+            }
+            None => Decision::respond(
+                Response::oauth_error(
+                    503,
+                    "temporarily_unavailable",
+                    "The backend credential is not available yet; retry shortly",
+                )
+                .with_header("retry-after", "2"),
+                Outcome::Denied("keys_unavailable"),
+            )
+            .with_detail(format!("no current token for backend credential {name}")),
+        }
     }
 
     /// Decides on an inspected JSON-RPC body, after the token passed.
@@ -759,6 +804,8 @@ fn is_oauth_well_known(path: &str) -> bool {
 struct Authorized {
     token: VerifiedToken,
     metadata_url: String,
+    /// The service credential the route puts on backend requests.
+    backend_credential: Option<String>,
 }
 
 impl Authorized {

@@ -29,6 +29,7 @@ pub mod resource;
 pub mod seal;
 pub mod secret_hash;
 pub mod store;
+pub mod upstream;
 
 #[cfg(target_arch = "wasm32")]
 mod filter;

@@ -66,6 +66,8 @@ pub struct Route {
     pub methods: Vec<String>,
     pub scopes: Vec<String>,
     pub resource: String,
+    /// A service credential (by name) to put on the backend requests of this route.
+    pub backend_credential: Option<String>,
 }
 
 /// Names of the headers that carry the verified identity upstream.
@@ -108,6 +110,8 @@ pub struct Config {
     pub mcp: Option<crate::mcp::policy::McpPolicy>,
     /// Opaque tokens checked by introspection, when enabled.
     pub introspection: Option<crate::resource::introspection::IntrospectionConfig>,
+    /// Tokens the gateway holds for the backend.
+    pub backend_credentials: Vec<crate::upstream::service_credential::ServiceCredential>,
 }
 
 /// Parses and checks the plugin configuration. `env` reads environment variables (the Wasm VM's
@@ -228,6 +232,7 @@ fn build(
             methods: vec![],
             scopes: vec![],
             resource: resource.clone(),
+            backend_credential: None,
         }],
         Some(routes) => routes
             .into_iter()
@@ -236,6 +241,31 @@ fn build(
             .collect::<Result<_, _>>()?,
     };
     let mcp = raw.mcp.map(mcp::build).transpose()?;
+    let backend_credentials = raw
+        .backend_credentials
+        .unwrap_or_default()
+        .into_iter()
+        .enumerate()
+        .map(|(i, c)| build_service_credential(&format!("backend_credentials[{i}]"), c, env))
+        .collect::<Result<Vec<_>, _>>()?;
+    for (i, c) in backend_credentials.iter().enumerate() {
+        if backend_credentials.iter().take(i).any(|o| o.name == c.name) {
+            return Err(ConfigError::at(
+                format!("backend_credentials[{i}].name"),
+                "listed twice",
+            ));
+        }
+    }
+    for (i, route) in routes.iter().enumerate() {
+        if let Some(name) = &route.backend_credential {
+            if !backend_credentials.iter().any(|c| &c.name == name) {
+                return Err(ConfigError::at(
+                    format!("routes[{i}].backend_credential"),
+                    format!("no backend_credentials entry is named \"{name}\""),
+                ));
+            }
+        }
+    }
     let scopes_supported = match raw.scopes_supported {
         Some(scopes) => {
             check_scopes("scopes_supported", &scopes)?;
@@ -294,6 +324,7 @@ fn build(
         authorization_server,
         mcp,
         introspection,
+        backend_credentials,
     };
     let cache_entries = raw.token_cache_entries.unwrap_or(10_000);
     if cache_entries > 1_000_000 {
@@ -306,6 +337,74 @@ fn build(
         cache_entries as usize,
     );
     Ok((config, verifier))
+}
+
+fn build_service_credential(
+    path: &str,
+    raw: raw::RawServiceCredential,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<crate::upstream::service_credential::ServiceCredential, ConfigError> {
+    if raw.name.is_empty() {
+        return Err(ConfigError::at(format!("{path}.name"), "must not be empty"));
+    }
+    let url = url::Url::parse(&raw.token_endpoint).map_err(|e| {
+        ConfigError::at(format!("{path}.token_endpoint"), format!("not a URL: {e}"))
+    })?;
+    let host = url.host_str().unwrap_or_default().to_string();
+    if !(url.scheme() == "https" || (url.scheme() == "http" && uri::is_loopback(&host)))
+        || host.is_empty()
+    {
+        return Err(ConfigError::at(
+            format!("{path}.token_endpoint"),
+            "must be an absolute https:// URL (http:// only for loopback)",
+        ));
+    }
+    let client_secret = match (raw.client_secret, raw.client_secret_env) {
+        (Some(secret), None) => secret,
+        (None, Some(var)) => env(&var).ok_or_else(|| {
+            ConfigError::at(
+                format!("{path}.client_secret_env"),
+                format!("environment variable {var} is not set in the Wasm VM"),
+            )
+        })?,
+        _ => {
+            return Err(ConfigError::at(
+                path,
+                "give exactly one of client_secret, client_secret_env",
+            ))
+        }
+    };
+    let header = raw
+        .header
+        .unwrap_or_else(|| "authorization".into())
+        .to_ascii_lowercase();
+    if header != "authorization" {
+        header_name(&format!("{path}.header"), Some(header.clone()))?;
+    }
+    let timeout_ms = raw.timeout_ms.unwrap_or(3000);
+    if !(100..=30_000).contains(&timeout_ms) {
+        return Err(ConfigError::at(
+            format!("{path}.timeout_ms"),
+            "must be between 100 and 30000",
+        ));
+    }
+    let authority = match url.port() {
+        Some(port) => format!("{host}:{port}"),
+        None => host,
+    };
+    Ok(crate::upstream::service_credential::ServiceCredential {
+        name: raw.name,
+        cluster: raw.cluster,
+        authority,
+        path: url.path().to_string(),
+        client_id: raw.client_id,
+        client_secret,
+        scope: raw.scope,
+        resource: raw.resource,
+        timeout_ms,
+        refresh_before_seconds: raw.refresh_before_seconds.unwrap_or(60),
+        header,
+    })
 }
 
 fn build_introspection(
@@ -583,6 +682,7 @@ fn build_route(
         methods,
         scopes,
         resource: route_resource,
+        backend_credential: raw.backend_credential,
     })
 }
 

@@ -44,6 +44,32 @@ pub struct RawConfig {
     pub mcp: Option<super::mcp::RawMcp>,
     #[serde(default)]
     pub introspection: Option<RawIntrospection>,
+    #[serde(default)]
+    pub backend_credentials: Option<Vec<RawServiceCredential>>,
+}
+
+/// A token the gateway gets for the backend with client_credentials.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawServiceCredential {
+    pub name: String,
+    pub token_endpoint: String,
+    pub cluster: String,
+    pub client_id: String,
+    #[serde(default)]
+    pub client_secret: Option<String>,
+    #[serde(default)]
+    pub client_secret_env: Option<String>,
+    #[serde(default)]
+    pub scope: Option<String>,
+    #[serde(default)]
+    pub resource: Option<String>,
+    #[serde(default, deserialize_with = "opt_whole_number")]
+    pub timeout_ms: Option<u64>,
+    #[serde(default, deserialize_with = "opt_whole_number")]
+    pub refresh_before_seconds: Option<u64>,
+    #[serde(default)]
+    pub header: Option<String>,
 }
 
 /// Opaque tokens checked at an RFC 7662 endpoint.
@@ -132,6 +158,8 @@ pub struct RawRoute {
     pub scopes: Option<Vec<String>>,
     #[serde(default)]
     pub resource: Option<String>,
+    #[serde(default)]
+    pub backend_credential: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]

@@ -6,6 +6,7 @@ mod host;
 mod http_context;
 mod jwks;
 mod root;
+mod service_credentials;
 mod shared_store;
 mod stats;
 

@@ -16,6 +16,7 @@ use crate::http::Response;
 use super::host;
 use super::http_context::{self, Http};
 use super::jwks::{JwksFetcher, MAX_JWKS_BYTES};
+use super::service_credentials::CredentialFetcher;
 use super::stats::Stats;
 
 /// Tick while requests wait or a first key set is loading, so waits end on time.
@@ -34,6 +35,7 @@ pub struct Waiter {
 pub struct VmState {
     pub gateway: Gateway,
     pub fetchers: Vec<JwksFetcher>,
+    pub credentials: Vec<CredentialFetcher>,
     pub waiters: Vec<Waiter>,
     pub stats: Stats,
 }
@@ -76,6 +78,14 @@ impl Context for Root {
                 .ok_or_else(|| "empty body".to_string())
         };
         let now = host::now_ms();
+        {
+            let mut vm = state.borrow_mut();
+            if let Some(credential) = vm.credentials.iter_mut().find(|c| c.owns(token_id)) {
+                let body = body.clone().unwrap_or_default();
+                credential.finish(now, status.as_deref(), &body);
+                return;
+            }
+        }
         let issuer = {
             let mut guard = state.borrow_mut();
             let vm = &mut *guard;
@@ -134,9 +144,16 @@ impl RootContext for Root {
             .cloned()
             .map(JwksFetcher::new)
             .collect();
+        let credentials = config
+            .backend_credentials
+            .iter()
+            .cloned()
+            .map(CredentialFetcher::new)
+            .collect();
         let state = VmState {
             gateway: Gateway { config, verifier },
             fetchers,
+            credentials,
             waiters: Vec::new(),
             stats: Stats::define(),
         };
@@ -172,6 +189,9 @@ impl Root {
     fn start_due_fetches(&mut self) {
         let Some(state) = &self.state else { return };
         let now = host::now_ms();
+        for credential in state.borrow_mut().credentials.iter_mut() {
+            credential.tick(now);
+        }
         for fetcher in state.borrow_mut().fetchers.iter_mut() {
             if fetcher.is_due(now) {
                 fetcher.start(now);
@@ -224,7 +244,7 @@ impl Root {
             });
             // A request may ask for a refetch at any time, so a VM with fetched keys keeps
             // ticking often enough to start it promptly; an idle tick costs next to nothing.
-            if vm.fetchers.is_empty() {
+            if vm.fetchers.is_empty() && vm.credentials.is_empty() {
                 Duration::ZERO
             } else if !vm.waiters.is_empty() || loading {
                 FAST_TICK

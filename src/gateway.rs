@@ -104,6 +104,20 @@ pub struct McpLabel {
 }
 
 impl Decision {
+    /// Forward a public request untouched (but for the headers every request loses).
+    fn public() -> Decision {
+        Decision {
+            action: Action::Forward {
+                headers: vec![],
+                list_filter: None,
+                session_owner: None,
+            },
+            outcome: Outcome::Public,
+            detail: None,
+            mcp: None,
+        }
+    }
+
     fn respond(response: Response, outcome: Outcome) -> Decision {
         Decision {
             action: Action::Respond(response),
@@ -162,16 +176,7 @@ impl Gateway {
                         self.inspect(policy, &authorized, body, path_only(request.path), store);
                     self.with_backend_credential(decision, &authorized, store, now)
                 }
-                Ok(None) => Decision {
-                    action: Action::Forward {
-                        headers: vec![],
-                        list_filter: None,
-                        session_owner: None,
-                    },
-                    outcome: Outcome::Public,
-                    detail: None,
-                    mcp: None,
-                },
+                Ok(None) => Decision::public(),
                 Err(decision) => *decision,
             },
             (None, None) => Decision::respond(
@@ -351,18 +356,7 @@ impl Gateway {
         }
         let authorized = match self.authorize(request, now, store) {
             Ok(Some(authorized)) => authorized,
-            Ok(None) => {
-                return Decision {
-                    action: Action::Forward {
-                        headers: vec![],
-                        list_filter: None,
-                        session_owner: None,
-                    },
-                    outcome: Outcome::Public,
-                    detail: None,
-                    mcp: None,
-                }
-            }
+            Ok(None) => return Decision::public(),
             // An opaque token on an inspected POST: read the body first, introspect after,
             // so the answer comes back to a request whose body is already in hand.
             Err(decision) if matches!(decision.action, Action::Introspect(_)) => {

@@ -339,6 +339,52 @@ fn build(
     Ok((config, verifier))
 }
 
+/// An endpoint the filter calls through a cluster: `https://` (or `http://` on loopback),
+/// split into `:authority` and `:path` once.
+fn call_target(path: &str, uri: &str) -> Result<(String, String), ConfigError> {
+    let url = url::Url::parse(uri).map_err(|e| ConfigError::at(path, format!("not a URL: {e}")))?;
+    let host = url.host_str().unwrap_or_default().to_string();
+    let secure = url.scheme() == "https" || (url.scheme() == "http" && uri::is_loopback(&host));
+    if !secure || host.is_empty() {
+        return Err(ConfigError::at(
+            path,
+            "must be an absolute https:// URL (http:// only for loopback)",
+        ));
+    }
+    let authority = match url.port() {
+        Some(port) => format!("{host}:{port}"),
+        None => host,
+    };
+    let mut request_path = url.path().to_string();
+    if let Some(query) = url.query() {
+        request_path.push('?');
+        request_path.push_str(query);
+    }
+    Ok((authority, request_path))
+}
+
+/// A secret given inline or by environment variable: exactly one of the two.
+fn secret_value(
+    path: &str,
+    inline: Option<String>,
+    env_name: Option<String>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<String, ConfigError> {
+    match (inline, env_name) {
+        (Some(secret), None) => Ok(secret),
+        (None, Some(var)) => env(&var).ok_or_else(|| {
+            ConfigError::at(
+                format!("{path}.client_secret_env"),
+                format!("environment variable {var} is not set in the Wasm VM"),
+            )
+        }),
+        _ => Err(ConfigError::at(
+            path,
+            "give exactly one of client_secret, client_secret_env",
+        )),
+    }
+}
+
 fn build_service_credential(
     path: &str,
     raw: raw::RawServiceCredential,
@@ -347,33 +393,9 @@ fn build_service_credential(
     if raw.name.is_empty() {
         return Err(ConfigError::at(format!("{path}.name"), "must not be empty"));
     }
-    let url = url::Url::parse(&raw.token_endpoint).map_err(|e| {
-        ConfigError::at(format!("{path}.token_endpoint"), format!("not a URL: {e}"))
-    })?;
-    let host = url.host_str().unwrap_or_default().to_string();
-    if !(url.scheme() == "https" || (url.scheme() == "http" && uri::is_loopback(&host)))
-        || host.is_empty()
-    {
-        return Err(ConfigError::at(
-            format!("{path}.token_endpoint"),
-            "must be an absolute https:// URL (http:// only for loopback)",
-        ));
-    }
-    let client_secret = match (raw.client_secret, raw.client_secret_env) {
-        (Some(secret), None) => secret,
-        (None, Some(var)) => env(&var).ok_or_else(|| {
-            ConfigError::at(
-                format!("{path}.client_secret_env"),
-                format!("environment variable {var} is not set in the Wasm VM"),
-            )
-        })?,
-        _ => {
-            return Err(ConfigError::at(
-                path,
-                "give exactly one of client_secret, client_secret_env",
-            ))
-        }
-    };
+    let (authority, request_path) =
+        call_target(&format!("{path}.token_endpoint"), &raw.token_endpoint)?;
+    let client_secret = secret_value(path, raw.client_secret, raw.client_secret_env, env)?;
     let header = raw
         .header
         .unwrap_or_else(|| "authorization".into())
@@ -388,15 +410,11 @@ fn build_service_credential(
             "must be between 100 and 30000",
         ));
     }
-    let authority = match url.port() {
-        Some(port) => format!("{host}:{port}"),
-        None => host,
-    };
     Ok(crate::upstream::service_credential::ServiceCredential {
         name: raw.name,
         cluster: raw.cluster,
         authority,
-        path: url.path().to_string(),
+        path: request_path,
         client_id: raw.client_id,
         client_secret,
         scope: raw.scope,
@@ -412,38 +430,14 @@ fn build_introspection(
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<crate::resource::introspection::IntrospectionConfig, ConfigError> {
     let p = "introspection";
-    let url = url::Url::parse(&raw.endpoint)
-        .map_err(|e| ConfigError::at(format!("{p}.endpoint"), format!("not a URL: {e}")))?;
-    let host = url.host_str().unwrap_or_default().to_string();
-    if !(url.scheme() == "https" || (url.scheme() == "http" && uri::is_loopback(&host)))
-        || host.is_empty()
-    {
-        return Err(ConfigError::at(
-            format!("{p}.endpoint"),
-            "must be an absolute https:// URL (http:// only for loopback)",
-        ));
-    }
+    let (authority, request_path) = call_target(&format!("{p}.endpoint"), &raw.endpoint)?;
     if raw.cluster.is_empty() {
         return Err(ConfigError::at(
             format!("{p}.cluster"),
             "name the Envoy cluster that reaches the endpoint",
         ));
     }
-    let client_secret = match (raw.client_secret, raw.client_secret_env) {
-        (Some(secret), None) => secret,
-        (None, Some(var)) => env(&var).ok_or_else(|| {
-            ConfigError::at(
-                format!("{p}.client_secret_env"),
-                format!("environment variable {var} is not set in the Wasm VM"),
-            )
-        })?,
-        _ => {
-            return Err(ConfigError::at(
-                p,
-                "give exactly one of client_secret, client_secret_env",
-            ))
-        }
-    };
+    let client_secret = secret_value(p, raw.client_secret, raw.client_secret_env, env)?;
     let timeout_ms = raw.timeout_ms.unwrap_or(2000);
     if !(100..=30_000).contains(&timeout_ms) {
         return Err(ConfigError::at(
@@ -458,14 +452,10 @@ fn build_introspection(
             "at most 3600",
         ));
     }
-    let authority = match url.port() {
-        Some(port) => format!("{host}:{port}"),
-        None => host,
-    };
     Ok(crate::resource::introspection::IntrospectionConfig {
         cluster: raw.cluster,
         authority,
-        path: url.path().to_string(),
+        path: request_path,
         client_id: raw.client_id,
         client_secret,
         timeout_ms,
@@ -575,30 +565,12 @@ fn build_remote(
     issuer_index: usize,
     raw: RawRemoteJwks,
 ) -> Result<RemoteJwks, ConfigError> {
-    let url = url::Url::parse(&raw.uri)
-        .map_err(|e| ConfigError::at(format!("{path}.uri"), format!("not a URL: {e}")))?;
-    let host = url.host_str().unwrap_or_default().to_string();
-    let secure = url.scheme() == "https" || (url.scheme() == "http" && uri::is_loopback(&host));
-    if !secure || host.is_empty() {
-        return Err(ConfigError::at(
-            format!("{path}.uri"),
-            "must be an absolute https:// URL (http:// only for loopback)",
-        ));
-    }
+    let (authority, request_path) = call_target(&format!("{path}.uri"), &raw.uri)?;
     if raw.cluster.is_empty() {
         return Err(ConfigError::at(
             format!("{path}.cluster"),
             "name the Envoy cluster that reaches the JWKS host",
         ));
-    }
-    let authority = match url.port() {
-        Some(port) => format!("{host}:{port}"),
-        None => host,
-    };
-    let mut request_path = url.path().to_string();
-    if let Some(query) = url.query() {
-        request_path.push('?');
-        request_path.push_str(query);
     }
     let remote = RemoteJwks {
         issuer_index,

@@ -644,8 +644,8 @@ async function main() {
       f1(cpu),
       c.id === 'none' ? '–' : `${cpu - base.cpu >= 0 ? '+' : ''}${f1(cpu - base.cpu)}`,
       f0(rss[c.id]),
+      pct(med(c.id, 'cpuShare')),
       rounds(c.id),
-      String(errs(c.id)),
     ];
   });
   const breakdownIds = ['none', 'noop', 'jwt_authn_cache-ES256', 'ours_public-ES256', 'ours_noidentity-ES256', 'ours-ES256'];
@@ -654,7 +654,11 @@ async function main() {
     const cpu = med(id, 'cpuUsPerReq');
     return [`${c.group ?? ''} ${c.label}`.trim(), f0(med(id, 'rps')), f1(cpu), id === 'none' ? '–' : `+${f1(cpu - base.cpu)}`, id === 'none' || id === 'noop' ? '–' : `${cpu - noop.cpu >= 0 ? '+' : ''}${f1(cpu - noop.cpu)}`];
   });
-  const extraRows = extraCases.map((c) => [c.label, f0(med(c.id, 'rps')), f3(med(c.id, 'p50ms')), f3(med(c.id, 'p99ms')), f1(med(c.id, 'cpuUsPerReq')), rounds(c.id), String(errs(c.id))]);
+  const extraRows = extraCases.map((c) => [c.label, f0(med(c.id, 'rps')), f3(med(c.id, 'p50ms')), f3(med(c.id, 'p99ms')), f1(med(c.id, 'cpuUsPerReq')), pct(med(c.id, 'cpuShare')), rounds(c.id)]);
+  const withErrors = all.filter((c) => errs(c.id) > 0).map((c) => `${c.id}: ${errs(c.id)}`);
+  const errorNote = withErrors.length
+    ? `**Errors** (wrk socket errors, timeouts and non-2xx answers, all rounds): ${withErrors.join(', ')}.`
+    : 'No measurement had a socket error, a timeout or a non-2xx answer.';
   const startupRows = startupConfigs.map((s) => {
     const ms = startup[s.id].ms;
     const early = [...startup[s.id].early].map(([status, n]) => `${n}× ${status || 'refused'}`).join(', ');
@@ -719,12 +723,14 @@ latency × req/s ÷ connections, 1.00 when every connection always has a request
 ## Requests through the filter (\`GET /mcp\` with a valid token)
 
 ${table(
-  ['configuration', 'alg', 'req/s', 'p50 ms', 'p99 ms', '× (1)', '× (2)', 'Envoy CPU µs/req', 'vs (1) µs/req', 'RSS MiB', `req/s by round`, 'errors'],
+  ['configuration', 'alg', 'req/s', 'p50 ms', 'p99 ms', '× (1)', '× (2)', 'Envoy CPU µs/req', 'vs (1) µs/req', 'RSS MiB', 'Envoy busy', 'req/s by round'],
   mainRows,
 )}
 
 *× (1)*, *× (2)*: throughput relative to (1) no filter and (2) the no-op Wasm filter. *RSS*: VmRSS of that
-Envoy (\`--concurrency 1\`) after its warm-up. *errors*: wrk socket errors, timeouts and non-2xx answers, all rounds.
+Envoy (\`--concurrency 1\`) after its warm-up. *Envoy busy*: share of its core Envoy used (median over rounds); well under
+100% means the load generator, whose core other work may have shared, set the pace, and req/s understates what Envoy
+could do (Envoy CPU µs/req is then the better measure). ${errorNote}
 
 ## Where our filter's time goes (ES256, token cache on)
 
@@ -735,7 +741,7 @@ ${table(['configuration', 'req/s', 'Envoy CPU µs/req', 'vs (1) µs/req', 'vs (2
 
 ## Authorization server and metadata endpoints (our filter answers them itself)
 
-${table(['endpoint', 'req/s', 'p50 ms', 'p99 ms', 'Envoy CPU µs/req', 'req/s by round', 'errors'], extraRows)}
+${table(['endpoint', 'req/s', 'p50 ms', 'p99 ms', 'Envoy CPU µs/req', 'Envoy busy', 'req/s by round'], extraRows)}
 
 The token endpoint's Envoy has an \`authorization_server\` section with one confidential client and an ES256
 signing key (rate limits lifted for the benchmark); every request authenticates the client (SHA-256 of the

@@ -50,6 +50,24 @@ impl Response {
     }
 }
 
+/// True for text a person should see as it is: no control characters and no invisible or
+/// direction-changing format characters (zero-width spaces, bidi overrides, BOM), which could
+/// make a client name on the consent page read as something else.
+pub fn is_plain_text(text: &str) -> bool {
+    !text.chars().any(|c| {
+        c.is_control()
+            || matches!(
+                c,
+                '\u{200B}'..='\u{200F}'
+                    | '\u{202A}'..='\u{202E}'
+                    | '\u{2060}'..='\u{2069}'
+                    | '\u{FEFF}'
+                    | '\u{061C}'
+                    | '\u{180E}'
+            )
+    })
+}
+
 /// The path without its query string.
 pub fn path_only(path: &str) -> &str {
     path.split(['?', '#']).next().unwrap_or(path)
@@ -76,6 +94,8 @@ pub fn path_is_ambiguous(path: &str) -> bool {
     lower.contains("%2e")
         || lower.contains("%2f")
         || lower.contains("%5c")
+        // An encoded `%` lets a second decoding produce any of the above.
+        || lower.contains("%25")
         || path.contains('\\')
         || path
             .split('/')
@@ -108,6 +128,7 @@ mod tests {
             "/health%2f..%2fmcp",
             "/a%2E%2E/b",
             "/a\\b",
+            "/public/%252e%252e/mcp",
         ] {
             assert!(path_is_ambiguous(p), "{p}");
         }

@@ -272,7 +272,7 @@ fn validate(
     let client_name = match doc.get("client_name") {
         None | Some(Value::Null) => None,
         Some(Value::String(name))
-            if name.chars().count() <= 200 && !name.chars().any(char::is_control) =>
+            if name.chars().count() <= 200 && crate::http::is_plain_text(name) =>
         {
             Some(name.clone())
         }

@@ -202,10 +202,10 @@ fn build(
     let client_name = string(meta, "client_name")?;
     if client_name
         .as_ref()
-        .is_some_and(|n| n.chars().count() > MAX_NAME_LEN || n.chars().any(char::is_control))
+        .is_some_and(|n| n.chars().count() > MAX_NAME_LEN || !crate::http::is_plain_text(n))
     {
         return Err(metadata_error(
-            "client_name is too long or has control characters",
+            "client_name is too long or has control or invisible characters",
         ));
     }
     let requested_scope = string(meta, "scope")?;

@@ -320,11 +320,18 @@ fn map_error(error: &jwt_simple::Error) -> TokenError {
 }
 
 /// Checks what `jwt-simple` leaves to us and extracts the identity.
+/// No real token expires after 2100-01-01; a larger `exp` (1e30, 2^64) is a broken or hostile
+/// token, not one that never expires.
+const LATEST_EXPIRY: u64 = 4_102_444_800;
+
 fn finish(claims: JWTClaims<AccessClaims>) -> Result<VerifiedToken, TokenError> {
     let expires_at = claims
         .expires_at
         .ok_or(TokenError::MissingExpiry)?
         .as_secs();
+    if expires_at > LATEST_EXPIRY {
+        return Err(TokenError::Malformed);
+    }
     let mut audiences: Vec<String> = match &claims.audiences {
         Some(Audiences::AsString(aud)) => vec![aud.clone()],
         Some(Audiences::AsSet(set)) => set.iter().cloned().collect(),
@@ -613,6 +620,18 @@ mod tests {
             Err(TokenError::MissingExpiry)
         );
         let token = f.hs.authenticate(claims(json!({"scope": 5}))).unwrap();
+        assert_eq!(
+            f.verifier.verify(&token, AUD, NOW),
+            Err(TokenError::Malformed)
+        );
+    }
+
+    #[test]
+    fn absurd_expiry_is_malformed() {
+        let f = fixture();
+        let mut c = claims(json!({}));
+        c.expires_at = Some(UnixTimeStamp::from_secs(u64::MAX / 2));
+        let token = f.hs.authenticate(c).unwrap();
         assert_eq!(
             f.verifier.verify(&token, AUD, NOW),
             Err(TokenError::Malformed)

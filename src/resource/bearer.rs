@@ -19,6 +19,10 @@ pub fn bearer_token<'a>(authorization: &[&'a str]) -> Credential<'a> {
         _ => return Credential::Malformed("More than one Authorization header"),
     };
     let value = value.trim();
+    // Envoy joins repeated headers with commas, and no single credential contains one.
+    if value.contains(',') {
+        return Credential::Malformed("More than one Authorization header");
+    }
     let (scheme, rest) = match value.split_once(' ') {
         Some((scheme, rest)) => (scheme, rest.trim_start()),
         None => (value, ""),
@@ -55,6 +59,18 @@ mod tests {
         assert_eq!(bearer_token(&["Basic dXNlcjpwdw=="]), Credential::None);
         assert_eq!(bearer_token(&[]), Credential::None);
         assert_eq!(bearer_token(&["Bearertoken"]), Credential::None);
+    }
+
+    #[test]
+    fn joined_headers_are_malformed() {
+        assert!(matches!(
+            bearer_token(&["Basic x,Bearer b"]),
+            Credential::Malformed(_)
+        ));
+        assert!(matches!(
+            bearer_token(&["Bearer a, Bearer b"]),
+            Credential::Malformed(_)
+        ));
     }
 
     #[test]

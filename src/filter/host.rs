@@ -46,11 +46,13 @@ pub fn request_body(size: usize) -> Vec<u8> {
         .unwrap_or_default()
 }
 
-/// A header of the answer to a `dispatch_http_call`.
+/// A header of the answer to a `dispatch_http_call`. Read as bytes: the answer comes from
+/// another server, and a value that is not UTF-8 must not panic (it is converted lossily).
 pub fn call_response_header(name: &str) -> Option<String> {
-    hostcalls::get_map_value(MapType::HttpCallResponseHeaders, name)
+    hostcalls::get_map_value_bytes(MapType::HttpCallResponseHeaders, name)
         .ok()
         .flatten()
+        .map(|v| String::from_utf8_lossy(&v).into_owned())
 }
 
 /// The body of the answer to a `dispatch_http_call`, up to `max` bytes.

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{BufferType, ContextType, MapType};
+use proxy_wasm::types::{BufferType, ContextType};
 
 use crate::config;
 use crate::gateway::Gateway;
@@ -66,9 +66,7 @@ impl Context for Root {
         let Some(state) = self.state.clone() else {
             return;
         };
-        let status = hostcalls::get_map_value(MapType::HttpCallResponseHeaders, ":status")
-            .ok()
-            .flatten();
+        let status = host::call_response_header(":status");
         let body = if body_size > MAX_JWKS_BYTES {
             Err(format!("document larger than {MAX_JWKS_BYTES} bytes"))
         } else {

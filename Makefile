@@ -6,7 +6,7 @@
 #   make demo-call    call the running demo with a client-credentials token (MCP TypeScript SDK client)
 #   make test         setup, lint, unit, wasm, e2e (what CI runs)
 #   make check-config CONFIG=file.json
-#   make bench        side-by-side benchmark (no filter, no-op Wasm, jwt_authn, ours): BENCHMARKS.md (not in test)
+#   make bench        side-by-side benchmark (no filter, no-op Wasm, jwt_authn, ours; MCP body inspection): BENCHMARKS.md (not in test)
 #
 # Reruns are cheap: installs are guarded by stamp files that depend on the lock files.
 
@@ -94,7 +94,7 @@ distclean: clean
 	rm -rf $(VENV) node_modules
 
 # Side-by-side benchmark (bench/bench.sh, bench/run.mjs): Envoys on loopback against wrk, about
-# 7 minutes; prints a markdown report and writes it to BENCHMARKS.md. Not part of `make test`.
+# 8-9 minutes; prints a markdown report and writes it to BENCHMARKS.md. Not part of `make test`.
 .PHONY: bench
 bench: $(VENV_STAMP) $(NODE_STAMP) wasm
 	ENVOY_BIN=$(ENVOY_BIN) MCP_OAUTH_WASM=$(abspath $(WASM)) BENCH_COMMAND="make bench" bash bench/bench.sh

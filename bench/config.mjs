@@ -97,13 +97,33 @@ export function pluginConfig(issuer, extra = {}) {
   };
 }
 
-/** The YAML text of the benchmark config with `filter` (an http filter object, or null). */
+/**
+ * Envoy's buffer filter: passes a request on only once its body is complete. The MCP POST
+ * measurements put it before the router: a `direct_response` sent while the request body is
+ * still arriving makes Envoy reset the stream, which on HTTP/1.1 closes the connection (one
+ * connection per request); answered after the whole request, the connection stays open.
+ */
+export function bufferFilter(maxRequestBytes = 1048576) {
+  return {
+    name: 'envoy.filters.http.buffer',
+    typed_config: {
+      '@type': 'type.googleapis.com/envoy.extensions.filters.http.buffer.v3.Buffer',
+      max_request_bytes: maxRequestBytes,
+    },
+  };
+}
+
+/**
+ * The YAML text of the benchmark config with `filter`: an http filter object, an array of them
+ * (in order), or null; they go before the router.
+ */
 export function renderBenchConfig({ listenerPort, adminPort, filter }) {
   const cfg = YAML.parse(readFileSync(TEMPLATE, 'utf8'));
   cfg.admin.address.socket_address.port_value = adminPort;
   const listener = cfg.static_resources.listeners[0];
   listener.address.socket_address.port_value = listenerPort;
   const hcm = listener.filter_chains[0].filters[0].typed_config;
-  if (filter) hcm.http_filters.unshift(filter);
+  const filters = filter == null ? [] : Array.isArray(filter) ? filter : [filter];
+  hcm.http_filters.unshift(...filters);
   return YAML.stringify(cfg, { lineWidth: 0 });
 }

@@ -2,9 +2,10 @@
 // The side-by-side benchmark behind `make bench` (started by bench/bench.sh): Envoy with no
 // auth filter, a no-op Wasm filter, Envoy's native jwt_authn (with and without its JWT cache)
 // and our filter (verified-token cache on and off), for HS256, ES256 and RS256 tokens, plus two
-// reduced variants of our filter that show where its time goes; then the authorization
-// server's token endpoint, the protected-resource metadata, memory, .wasm size and start-up
-// time (--concurrency 2). Prints a markdown report and writes it to BENCHMARKS.md.
+// reduced variants of our filter that show where its time goes; the cost of MCP body inspection
+// (the `mcp` section: a JSON-RPC `tools/call` POST, small and 16 KiB, without and with it); then
+// the authorization server's token endpoint, the protected-resource metadata, memory, .wasm size
+// and start-up time (--concurrency 2). Prints a markdown report and writes it to BENCHMARKS.md.
 //
 // Method:
 //  - One Envoy per configuration, `--concurrency 1`, plain HTTP on 127.0.0.1, the only route a
@@ -38,6 +39,7 @@ import { performance } from 'node:perf_hooks';
 import { gzipSync } from 'node:zlib';
 import { SignJWT, exportJWK, generateKeyPair } from 'jose';
 import {
+  bufferFilter,
   ISSUER,
   REPO_ROOT,
   RESOURCE,
@@ -242,6 +244,18 @@ function rssMiB(pid) {
   return m ? Number(m[1]) / 1024 : NaN;
 }
 
+/** Envoy admin counters whose names match `regex`, as {name: value} (empty if the admin fails). */
+async function adminCounters(envoy, regex) {
+  const r = await request(envoy.adminPort, `/stats?filter=${encodeURIComponent(regex)}`, { timeoutMs: 5000 });
+  const out = {};
+  if (r.status !== 200) return out;
+  for (const line of r.body.split('\n')) {
+    const m = /^(\S+): (\d+)$/.exec(line.trim());
+    if (m) out[m[1]] = Number(m[2]);
+  }
+  return out;
+}
+
 // ---------------------------------------------------------------- Envoy
 let envoySeq = 0;
 
@@ -309,7 +323,7 @@ async function runWrk(c, seconds) {
   const childrenBefore = childrenCpuSeconds();
   const child = spawnTracked(cmd, argv, {
     stdio: ['ignore', 'pipe', 'pipe'],
-    env: { ...process.env, BENCH_BODY: c.body ?? '' },
+    env: { ...process.env, BENCH_BODY: c.body ?? '', BENCH_CONTENT_TYPE: c.contentType ?? '' },
   });
   const out = [];
   child.stdout.on('data', (d) => out.push(d));
@@ -330,6 +344,8 @@ async function runWrk(c, seconds) {
   const line = text.split('\n').find((l) => l.startsWith('BENCH_JSON '));
   if (code !== 0 || !line) throw new Error(`wrk failed for ${c.id} (exit ${code}):\n${text}`);
   const r = JSON.parse(line.slice('BENCH_JSON '.length));
+  c.envoy.completed = (c.envoy.completed ?? 0) + r.requests; // all runs, warm-ups included
+  c.envoy.wrkRuns = (c.envoy.wrkRuns ?? 0) + 1;
   const errors = r.connect_errors + r.read_errors + r.write_errors + r.status_errors + r.timeouts;
   const envoyCpu = after.cpuSeconds - before.cpuSeconds;
   // CPU of other processes on Envoy's core and on wrk's core during the measurement (share of
@@ -446,6 +462,25 @@ function basicAuth(keys) {
 }
 const TOKEN_BODY = `grant_type=client_credentials&scope=${encodeURIComponent(SCOPE)}`;
 
+// MCP body inspection (6): a JSON-RPC `tools/call` POSTed to the protected route, to our filter
+// without and with an `mcp` section (docs/mcp-authorization.md) whose rule names that tool.
+const MCP_ENDPOINT = '/mcp';
+const MCP_TOOL = 'echo';
+const MCP_SECTION = { endpoints: [MCP_ENDPOINT], rules: [{ method: 'tools/call', name: MCP_TOOL, scopes: [SCOPE] }] };
+const MCP_LARGE_BYTES = 16384;
+/** A `tools/call` of MCP_TOOL; with `bytes`, its arguments padded so the body is exactly that long. */
+function mcpCallBody(bytes) {
+  const call = (args) => JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: MCP_TOOL, arguments: args } });
+  if (!bytes) return call({ message: 'hello' });
+  const body = call({ message: 'hello', padding: 'x'.repeat(bytes - call({ message: 'hello', padding: '' }).length) });
+  if (Buffer.byteLength(body) !== bytes) throw new Error(`MCP body is ${Buffer.byteLength(body)} bytes, not ${bytes}`);
+  return body;
+}
+const MCP_BODIES = { small: mcpCallBody(), '16k': mcpCallBody(MCP_LARGE_BYTES) };
+// Cut short: not JSON. Only an Envoy that inspects bodies refuses it (400).
+const MCP_MALFORMED = MCP_BODIES.small.slice(0, 40);
+const MCP_HEADERS = (token) => [`Authorization: Bearer ${token}`, 'Accept: application/json, text/event-stream'];
+
 /** Envoy configurations of the main comparison, as {id, label, group, alg, filter}. */
 function comparisonConfigs(keys) {
   const ours = (alg, extra) => wasmFilter({ name: 'mcp_oauth', wasmPath: OUR_WASM, configuration: pluginConfig(keys[alg].ours, extra) });
@@ -484,6 +519,18 @@ async function checkCase(c, tokens) {
     const use = await request(port, '/mcp', { headers: { authorization: `Bearer ${at}` } });
     if (use.status !== 200) fail('the issued token on /mcp', use);
     tokens.issued = at;
+    return;
+  }
+  if (c.kind === 'mcp') {
+    const post = (body, token) =>
+      request(port, c.path, { method: 'POST', headers: { ...(token ? { authorization: `Bearer ${token}` } : {}), 'content-type': 'application/json', accept: 'application/json, text/event-stream' }, body });
+    const good = await post(c.body, tokens[c.alg]);
+    if (good.status !== 200) fail(`tools/call POST with a valid ${c.alg} token`, good);
+    const none = await post(c.body, null);
+    if (none.status !== 401) fail('tools/call POST without a token must be 401', none);
+    // Proves the body is (or is not) inspected: only the `mcp` section makes a non-JSON body a 400.
+    const malformed = await post(MCP_MALFORMED, tokens[c.alg]);
+    if (malformed.status !== (c.inspect ? 400 : 200)) fail(`a non-JSON body must be ${c.inspect ? '400 (inspected)' : '200 (not inspected)'}`, malformed);
     return;
   }
   if (c.kind === 'prm') {
@@ -559,6 +606,17 @@ async function main() {
     log(`starting Envoy: ${cfg.id}`);
     envoys[cfg.id] = await startEnvoy(cfg.id, cfg.filter, { probe: withToken(tokens[cfg.alg]) });
   }
+  // (6): our filter (ES256, cache on) without and with the `mcp` section, for the JSON-RPC POSTs;
+  // both followed by Envoy's buffer filter, so the direct_response comes after the whole request
+  // and connections stay open (bufferFilter in config.mjs).
+  const mcpConfigs = [
+    { id: 'ours_post-ES256', filter: [wasmFilter({ name: 'mcp_oauth', wasmPath: OUR_WASM, configuration: pluginConfig(keys.ES256.ours) }), bufferFilter()] },
+    { id: 'ours_mcp-ES256', filter: [wasmFilter({ name: 'mcp_oauth', wasmPath: OUR_WASM, configuration: pluginConfig(keys.ES256.ours, { mcp: MCP_SECTION }) }), bufferFilter()] },
+  ];
+  for (const cfg of mcpConfigs) {
+    log(`starting Envoy: ${cfg.id}`);
+    envoys[cfg.id] = await startEnvoy(cfg.id, cfg.filter, { probe: withToken(tokens.ES256) });
+  }
   log('starting Envoy: as');
   envoys.as = await startEnvoy('as', asConfig.filter, {
     probe: async (port) => (await request(port, '/.well-known/oauth-protected-resource/mcp', { timeoutMs: 10000 })).status,
@@ -574,7 +632,26 @@ async function main() {
     { id: 'token', kind: 'token', label: 'token endpoint: `POST /oauth/token`, client_credentials (client_secret_basic), ES256-signed access token', envoy: envoys.as, keys, path: '/oauth/token', headers: [`Authorization: ${basicAuth(keys)}`], body: TOKEN_BODY },
     { id: 'prm', kind: 'prm', label: 'protected-resource metadata: `GET /.well-known/oauth-protected-resource/mcp`', envoy: envoys.as, path: '/.well-known/oauth-protected-resource/mcp', headers: [] },
   ];
-  const all = [...cases, ...extraCases];
+  const mcpCases = [];
+  for (const size of ['small', '16k']) {
+    for (const inspect of [false, true]) {
+      mcpCases.push({
+        id: `mcp_${inspect ? 'on' : 'off'}-${size}`,
+        kind: 'mcp',
+        inspect,
+        size,
+        group: size === 'small' ? (inspect ? '(6b)' : '(6a)') : inspect ? '(6c-b)' : '(6c-a)',
+        label: inspect ? 'mcp-oauth with the `mcp` section (body held and inspected)' : 'mcp-oauth without `mcp` (body not inspected)',
+        alg: 'ES256',
+        envoy: envoys[inspect ? 'ours_mcp-ES256' : 'ours_post-ES256'],
+        path: MCP_ENDPOINT,
+        headers: MCP_HEADERS(tokens.ES256),
+        body: MCP_BODIES[size],
+        contentType: 'application/json',
+      });
+    }
+  }
+  const all = [...cases, ...mcpCases, ...extraCases];
   for (const c of all) await checkCase(c, tokens);
   log('all configurations answer as expected (200 with the token; 401 without it or with a bad signature)');
   for (const c of all) {
@@ -600,6 +677,15 @@ async function main() {
       );
     }
   }
+  // What the two (6) Envoys counted: every inspected tools/call, and connections accepted (a
+  // connection per request would mean the measurement is about connection set-up instead).
+  const mcpCounters = {};
+  for (const id of ['ours_post-ES256', 'ours_mcp-ES256']) {
+    const counters = await adminCounters(envoys[id], 'tools_call\\.(allowed|denied)$|^http\\.bench_http\\.downstream_cx_total$');
+    const pick = (suffix) => Object.entries(counters).filter(([k]) => k.endsWith(suffix)).reduce((sum, [, v]) => sum + v, 0);
+    mcpCounters[id] = { allowed: pick('tools_call.allowed'), denied: pick('tools_call.denied'), connections: pick('downstream_cx_total'), completed: envoys[id].completed, wrkRuns: envoys[id].wrkRuns };
+  }
+  log('(6) Envoy counters:', JSON.stringify(mcpCounters));
   for (const e of Object.values(envoys)) await e.stop();
 
   // --- start-up time, concurrency 2, not pinned
@@ -654,6 +740,42 @@ async function main() {
     const cpu = med(id, 'cpuUsPerReq');
     return [`${c.group ?? ''} ${c.label}`.trim(), f0(med(id, 'rps')), f1(cpu), id === 'none' ? '–' : `+${f1(cpu - base.cpu)}`, id === 'none' || id === 'noop' ? '–' : `${cpu - noop.cpu >= 0 ? '+' : ''}${f1(cpu - noop.cpu)}`];
   });
+  const mcpRows = mcpCases.map((c) => [
+    `${c.group} ${c.label}`,
+    f0(Buffer.byteLength(c.body)),
+    f0(med(c.id, 'rps')),
+    f3(med(c.id, 'p50ms')),
+    f3(med(c.id, 'p99ms')),
+    f1(med(c.id, 'cpuUsPerReq')),
+    pct(med(c.id, 'cpuShare')),
+    rounds(c.id),
+  ]);
+  const signed = (x, f) => (Number.isFinite(x) ? `${x >= 0 ? '+' : ''}${f(x)}` : '–');
+  const mcpCostRows = ['small', '16k'].map((size) => {
+    const off = `mcp_off-${size}`;
+    const on = `mcp_on-${size}`;
+    // Paired by round: both were measured in the same round, minutes apart at most.
+    const perRound = results[on].map((r, i) => r.cpuUsPerReq - results[off][i].cpuUsPerReq);
+    return [
+      `${size === 'small' ? '(6b) vs (6a)' : '(6c-b) vs (6c-a)'}`,
+      f0(Buffer.byteLength(MCP_BODIES[size])),
+      f2(med(on, 'rps') / med(off, 'rps')),
+      signed(med(on, 'p50ms') - med(off, 'p50ms'), f3),
+      signed(med(on, 'p99ms') - med(off, 'p99ms'), f3),
+      signed(med(on, 'cpuUsPerReq') - med(off, 'cpuUsPerReq'), f1),
+      perRound.map((x) => signed(x, f1)).join(' / '),
+    ];
+  });
+  const mcpCounterNote = (id, what) => {
+    const k = mcpCounters[id];
+    return `${what}: ${f0(k.connections)} connections accepted over its ${k.wrkRuns} wrk runs of ${CONNECTIONS} connections (plus the checks' own), ` +
+      `\`tools_call\` counters ${f0(k.allowed)} allowed / ${f0(k.denied)} denied for ${f0(k.completed)} requests wrk completed`;
+  };
+  // Keep-alive held if an Envoy accepted about one connection per wrk connection (plus the checks').
+  const reconnecting = Object.entries(mcpCounters).filter(([, k]) => k.connections > k.wrkRuns * CONNECTIONS + 100).map(([id]) => id);
+  const mcpConnectionNote = reconnecting.length
+    ? `**Warning:** ${reconnecting.join(', ')} accepted far more connections than wrk keeps open: connections were closed after answers, so these rows include connection set-up.`
+    : 'Connections stayed open (keep-alive) throughout.';
   const extraRows = extraCases.map((c) => [c.label, f0(med(c.id, 'rps')), f3(med(c.id, 'p50ms')), f3(med(c.id, 'p99ms')), f1(med(c.id, 'cpuUsPerReq')), pct(med(c.id, 'cpuShare')), rounds(c.id)]);
   const withErrors = all.filter((c) => errs(c.id) > 0).map((c) => `${c.id}: ${errs(c.id)}`);
   const errorNote = withErrors.length
@@ -675,6 +797,7 @@ async function main() {
     ['no-op Wasm filter', f0(rss.noop)],
     ['Envoy jwt_authn (ES256, cache)', f0(rss['jwt_authn_cache-ES256'])],
     ['mcp-oauth resource server (ES256, cache on)', f0(rss['ours-ES256'])],
+    ['mcp-oauth resource server (ES256, cache on) with the `mcp` section, after the (6) warm-ups', f0(rss['ours_mcp-ES256'])],
     ['mcp-oauth + authorization_server', f0(rss.as)],
   ];
   const tokenLen = ALGS.map((a) => `${a} ${tokens[a].length} B`).join(', ');
@@ -738,6 +861,32 @@ The same measurement for two reduced variants of (4), next to (1), (2) and jwt_a
 strips \`Authorization\` and the 4 identity headers and sets the 4 identity headers.
 
 ${table(['configuration', 'req/s', 'Envoy CPU µs/req', 'vs (1) µs/req', 'vs (2) µs/req'], breakdownRows)}
+
+## MCP body inspection (\`POST ${MCP_ENDPOINT}\`, JSON-RPC \`tools/call\`, ES256, token cache on)
+
+The same Envoy set-up and token as (4), measured in the same interleaved rounds, but every request is a
+\`POST ${MCP_ENDPOINT}\` with \`Content-Type: application/json\`, \`Accept: application/json, text/event-stream\` and the body
+\`${MCP_BODIES.small}\` (${Buffer.byteLength(MCP_BODIES.small)} B), or for (6c) the same call with its
+arguments padded (\`"padding":"xxx…"\`) to ${f0(MCP_LARGE_BYTES)} B. The \`direct_response\` route answers any method.
+(6a)/(6c-a) are our filter without an \`mcp\` section: it decides on the headers and the body streams past it.
+(6b)/(6c-b) add \`"mcp": ${JSON.stringify(MCP_SECTION)}\`: the filter holds the request (headers too) until it
+has the whole body, parses the JSON-RPC message, applies the rule (the token has \`${SCOPE}\`), then forwards it.
+Both (6) Envoys have Envoy's buffer filter (\`envoy.filters.http.buffer\`) between our filter and the router: a
+\`direct_response\` sent while the request body is still arriving makes Envoy reset the stream, which closes the HTTP/1.1
+connection, so without it (6a) would pay for a new connection per request. The buffer filter's cost is in both rows of
+each pair; the difference is our filter holding, reading and checking the body.
+Before measuring, each was checked to answer 200 with the token, 401 without it, and for a body that is not JSON
+400 with the \`mcp\` section and 200 without (so the body is inspected exactly when it should be).
+
+${table(['configuration', 'body B', 'req/s', 'p50 ms', 'p99 ms', 'Envoy CPU µs/req', 'Envoy busy', 'req/s by round'], mcpRows)}
+
+**Cost of the inspection** (with \`mcp\` minus without; medians over rounds, and the CPU difference within each round):
+
+${table(['comparison', 'body B', 'req/s ratio', 'Δ p50 ms', 'Δ p99 ms', 'Δ Envoy CPU µs/req', 'Δ µs/req by round'], mcpCostRows)}
+
+Envoy counters at the end of the rounds. ${mcpCounterNote('ours_post-ES256', 'Without `mcp`')}; ${mcpCounterNote('ours_mcp-ES256', 'with `mcp`')}
+(inspected calls are counted when the filter decides, so a few more than wrk saw completed, from requests in flight when a run stopped, are expected).
+${mcpConnectionNote}
 
 ## Authorization server and metadata endpoints (our filter answers them itself)
 

@@ -1,5 +1,6 @@
--- wrk script of the benchmark (bench/run.mjs). GET by default; with BENCH_BODY set, a form POST
--- of that body (the token endpoint). Headers come from wrk's -H.
+-- wrk script of the benchmark (bench/run.mjs). GET by default; with BENCH_BODY set, a POST of
+-- that body with Content-Type BENCH_CONTENT_TYPE (default application/x-www-form-urlencoded: the
+-- token endpoint; application/json for the MCP JSON-RPC bodies). Other headers come from wrk's -H.
 --
 -- Latency is measured here, not taken from wrk's own statistics: Debian's wrk 4.1.0 reported
 -- means ten times what the run's own throughput allows (mean latency × req/s > connections),
@@ -23,7 +24,9 @@ local body = os.getenv("BENCH_BODY")
 if body and body ~= "" then
   wrk.method = "POST"
   wrk.body = body
-  wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"
+  local content_type = os.getenv("BENCH_CONTENT_TYPE")
+  if not content_type or content_type == "" then content_type = "application/x-www-form-urlencoded" end
+  wrk.headers["Content-Type"] = content_type
 end
 
 local threads = {}

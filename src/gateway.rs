@@ -118,6 +118,16 @@ impl Decision {
         }
     }
 
+    /// Hold the request until its body (at most `max_bytes`) is read.
+    fn read_body(max_bytes: usize) -> Decision {
+        Decision {
+            action: Action::ReadBody { max_bytes },
+            outcome: Outcome::Pending,
+            detail: None,
+            mcp: None,
+        }
+    }
+
     fn respond(response: Response, outcome: Outcome) -> Decision {
         Decision {
             action: Action::Respond(response),
@@ -233,12 +243,7 @@ impl Gateway {
             now,
         };
         let auth_request = AuthRequest {
-            method: request.method,
-            path: request.path,
-            authorization: request.authorization.first().copied(),
-            cookie: request.cookie,
-            content_type: request.content_type,
-            client_address: request.client_address,
+            http: request,
             body,
         };
         let outcome = if endpoint == Endpoint::Metadata {
@@ -343,46 +348,25 @@ impl Gateway {
         }
         if let Some((config, endpoint)) = authz_endpoint {
             if endpoint.reads_body(request.method) {
-                return Decision {
-                    action: Action::ReadBody {
-                        max_bytes: authz::MAX_BODY_BYTES,
-                    },
-                    outcome: Outcome::Pending,
-                    detail: None,
-                    mcp: None,
-                };
+                return Decision::read_body(authz::MAX_BODY_BYTES);
             }
             return self.serve_authz(config, endpoint, request, &[], now, store);
         }
+        let inspected = self.inspected(request);
         let authorized = match self.authorize(request, now, store) {
             Ok(Some(authorized)) => authorized,
             Ok(None) => return Decision::public(),
             // An opaque token on an inspected POST: read the body first, introspect after,
             // so the answer comes back to a request whose body is already in hand.
-            Err(decision) if matches!(decision.action, Action::Introspect(_)) => {
-                if let Some(policy) = self.inspected(request) {
-                    return Decision {
-                        action: Action::ReadBody {
-                            max_bytes: policy.max_body_bytes,
-                        },
-                        outcome: Outcome::Pending,
-                        detail: None,
-                        mcp: None,
-                    };
+            Err(decision) => match (&decision.action, inspected) {
+                (Action::Introspect(_), Some(policy)) => {
+                    return Decision::read_body(policy.max_body_bytes)
                 }
-                return *decision;
-            }
-            Err(decision) => return *decision,
+                _ => return *decision,
+            },
         };
-        if let Some(policy) = self.inspected(request) {
-            return Decision {
-                action: Action::ReadBody {
-                    max_bytes: policy.max_body_bytes,
-                },
-                outcome: Outcome::Pending,
-                detail: None,
-                mcp: None,
-            };
+        if let Some(policy) = inspected {
+            return Decision::read_body(policy.max_body_bytes);
         }
         let decision = Decision {
             action: Action::Forward {
@@ -477,11 +461,7 @@ impl Gateway {
             backend_credential,
         };
         if let Some(session_id) = request.session_id {
-            let identity = session::identity(&authorized.token);
-            // Bound when the backend created it (from its answer); if that was missed, the
-            // first user binds it.
-            session::bind(store, session_id, &identity);
-            if !session::may_use(store, session_id, &identity) {
+            if !session::claim(store, session_id, &session::identity(&authorized.token)) {
                 return Err(Box::new(
                     Decision::respond(
                         jsonrpc_error(404, None, -32001, "Session not found"),

@@ -9,7 +9,6 @@
 // paths are MCP endpoints of the `mcp` section.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { randomBytes } from "node:crypto";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StreamableHTTPClientTransport, StreamableHTTPError } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 import { UnauthorizedError, auth } from "@modelcontextprotocol/sdk/client/auth.js";
@@ -17,6 +16,7 @@ import { startEnvoy, withLog } from "./lib/envoy.mjs";
 import { startEverything } from "./lib/backends.mjs";
 import { startRecorder } from "./lib/recorder.mjs";
 import { request, tlsFetch } from "./lib/http.mjs";
+import { FormPostingProvider } from "./lib/sdk-provider.mjs";
 import { assertChallenge } from "./lib/assertions.mjs";
 import {
   Agent,
@@ -276,64 +276,25 @@ async function recordingFetch(input, init = {}) {
 }
 
 /**
- * An OAuthClientProvider that keeps what the SDK hands it, and whose "browser" is a person who signs
- * in (once: the agent keeps the gateway's session cookie) and approves with real form posts.
+ * The shared form-posting provider (the person signs in once: the agent keeps the gateway's
+ * session cookie), plus credential invalidation and the code of its last authorization.
  */
-class StepUpProvider {
+class StepUpProvider extends FormPostingProvider {
   constructor({ clientId, grantTypes }) {
-    this.client = clientId ? { client_id: clientId } : undefined; // pre-registered, or DCR
-    this.grantTypes = grantTypes;
-    this.saved = [];
-    this.states = [];
-    this.authorizations = []; // {url, flow}
-    this.registrations = [];
+    super({
+      origin,
+      redirect: REDIRECT_SDK,
+      clientName: "Step-up SDK app",
+      grantTypes,
+      user: m.user,
+      client: clientId ? { client_id: clientId } : undefined, // pre-registered, or DCR
+    });
     this.invalidated = [];
-    this.agent = new Agent(origin);
-  }
-  get redirectUrl() {
-    return REDIRECT_SDK;
-  }
-  get clientMetadata() {
-    return {
-      client_name: "Step-up SDK app",
-      redirect_uris: [REDIRECT_SDK],
-      grant_types: this.grantTypes,
-      response_types: ["code"],
-      token_endpoint_auth_method: "none",
-    };
-  }
-  state() {
-    const s = randomBytes(16).toString("base64url");
-    this.states.push(s);
-    return s;
-  }
-  clientInformation() {
-    return this.client;
-  }
-  saveClientInformation(info) {
-    this.client = info;
-    this.registrations.push(info);
-  }
-  tokens() {
-    return this.saved.at(-1);
-  }
-  saveTokens(t) {
-    this.saved.push(t);
-  }
-  saveCodeVerifier(v) {
-    this.verifier = v;
-  }
-  codeVerifier() {
-    return this.verifier;
   }
   invalidateCredentials(scope) {
     this.invalidated.push(scope);
-    if (scope === "all" || scope === "tokens") this.saved.push(undefined);
+    if (scope === "all" || scope === "tokens") this.savedTokens.push(undefined);
     if (scope === "all" || scope === "client") this.client = undefined;
-  }
-  async redirectToAuthorization(url) {
-    const flow = await authorizeFlow(this.agent, url.href, { username: m.user.username, password: m.user.password });
-    this.authorizations.push({ url: new URL(url.href), flow });
   }
   /** The code of the last authorization (asserting the person's approval ended at the redirect URI). */
   lastCode(note) {
@@ -392,7 +353,7 @@ async function stepUpStory(provider, t, { allowRefreshDeadEnd = false } = {}) {
 
   // 3. The write tool: 403 insufficient_scope → the SDK re-authorizes.
   const mark = wire.length;
-  const savedBefore = provider.saved.length;
+  const savedBefore = provider.savedTokens.length;
   let error;
   try {
     wroteOk(await callWrite(client));
@@ -444,7 +405,7 @@ async function stepUpStory(provider, t, { allowRefreshDeadEnd = false } = {}) {
   assert.ok(consent.text.includes(STEP_UP_DESCRIPTION), `the consent page names the new scope: ${consent.text}`);
   await transport.finishAuth(code);
   const wide = provider.tokens();
-  assert.ok(provider.saved.length > savedBefore);
+  assert.ok(provider.savedTokens.length > savedBefore);
   assert.equal(wide.scope, BOTH);
   assert.equal(jwtParts(wide.access_token).claims.scope, BOTH);
 

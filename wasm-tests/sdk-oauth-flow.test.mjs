@@ -5,14 +5,14 @@
 // access token expires → the SDK refreshes by itself → calls keep working.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { randomBytes } from "node:crypto";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 import { UnauthorizedError } from "@modelcontextprotocol/sdk/client/auth.js";
 import { startEnvoy, withLog } from "./lib/envoy.mjs";
 import { startEverything } from "./lib/backends.mjs";
 import { tlsFetch } from "./lib/http.mjs";
-import { Agent, authServerMaterial, authorizeFlow, describeFlow, jwtParts, keysSection, sleep } from "./lib/authz.mjs";
+import { FormPostingProvider } from "./lib/sdk-provider.mjs";
+import { authServerMaterial, describeFlow, jwtParts, keysSection, sleep } from "./lib/authz.mjs";
 
 const REDIRECT = "http://127.0.0.1:43111/sdk/callback";
 const ACCESS_TTL = 3;
@@ -65,59 +65,10 @@ async function recordingFetch(input, init = {}) {
   return res;
 }
 
-/**
- * An OAuthClientProvider that keeps everything in memory exactly as the SDK hands it over, and whose
- * "browser" is a person signing in and approving with real form posts (lib/authz.mjs).
- */
-class PersonAtBrowserProvider {
+/** The shared form-posting provider, plus the callback of its last authorization. */
+class PersonAtBrowserProvider extends FormPostingProvider {
   constructor() {
-    this.client = undefined;
-    this.savedTokens = [];
-    this.verifier = undefined;
-    this.states = [];
-    this.authorizations = []; // {url, flow}
-    this.registrations = [];
-    this.agent = new Agent(origin);
-  }
-  get redirectUrl() {
-    return REDIRECT;
-  }
-  get clientMetadata() {
-    return {
-      client_name: "SDK e2e client",
-      redirect_uris: [REDIRECT],
-      grant_types: ["authorization_code", "refresh_token"],
-      response_types: ["code"],
-      token_endpoint_auth_method: "none",
-    };
-  }
-  state() {
-    const s = randomBytes(16).toString("base64url");
-    this.states.push(s);
-    return s;
-  }
-  clientInformation() {
-    return this.client;
-  }
-  saveClientInformation(info) {
-    this.client = info;
-    this.registrations.push(info);
-  }
-  tokens() {
-    return this.savedTokens.at(-1);
-  }
-  saveTokens(t) {
-    this.savedTokens.push(t);
-  }
-  saveCodeVerifier(v) {
-    this.verifier = v;
-  }
-  codeVerifier() {
-    return this.verifier;
-  }
-  async redirectToAuthorization(url) {
-    const flow = await authorizeFlow(this.agent, url.href, { username: m.user.username, password: m.user.password });
-    this.authorizations.push({ url: new URL(url.href), flow });
+    super({ origin, redirect: REDIRECT, clientName: "SDK e2e client", user: m.user });
   }
   /** The callback of the last authorization: {code, state, iss, error}. */
   get callback() {

@@ -43,7 +43,7 @@ struct Session {
 }
 
 pub fn handle(ctx: &mut Ctx, req: &AuthRequest) -> Reply {
-    match req.method {
+    match req.method() {
         "GET" | "HEAD" => start(ctx, req),
         "POST" => submit(ctx, req).into(),
         _ => super::context::method_not_allowed("GET, POST").into(),
@@ -117,7 +117,7 @@ fn redirect_error(
 }
 
 fn start(ctx: &mut Ctx, req: &AuthRequest) -> Reply {
-    let params = match Params::from_path(req.path) {
+    let params = match Params::from_path(req.path()) {
         Ok(p) => p,
         Err(name) => {
             return bad_request(&format!("The parameter {name} appears more than once.")).into()

@@ -1,27 +1,35 @@
 //! What every authorization-server endpoint gets: config, time, the store, and the request.
 
 use crate::config::authz::AuthServerConfig;
+use crate::gateway::Request;
 use crate::http::Response;
 use crate::jwt::Verifier;
 use crate::store::Store;
 
-/// One request to an authorization-server endpoint, body included.
-#[derive(Debug, Default)]
+/// One request to an authorization-server endpoint: the gateway's view of it, and its body.
 pub struct AuthRequest<'a> {
-    pub method: &'a str,
-    pub path: &'a str,
-    pub authorization: Option<&'a str>,
-    pub cookie: Option<&'a str>,
-    pub content_type: Option<&'a str>,
-    /// The peer address (`source.address`), for rate limits.
-    pub client_address: Option<&'a str>,
+    pub http: &'a Request<'a>,
     pub body: &'a [u8],
 }
 
-impl AuthRequest<'_> {
+impl<'a> AuthRequest<'a> {
+    pub fn method(&self) -> &'a str {
+        self.http.method
+    }
+
+    pub fn path(&self) -> &'a str {
+        self.http.path
+    }
+
+    /// The `Authorization` header (Envoy joins repeated ones into one value).
+    pub fn authorization(&self) -> Option<&'a str> {
+        self.http.authorization.first().copied()
+    }
+
     /// The media type without parameters, lowercase.
     pub fn media_type(&self) -> String {
-        self.content_type
+        self.http
+            .content_type
             .and_then(|c| c.split(';').next())
             .map(|c| c.trim().to_ascii_lowercase())
             .unwrap_or_default()
@@ -29,7 +37,8 @@ impl AuthRequest<'_> {
 
     /// A cookie's value.
     pub fn cookie(&self, name: &str) -> Option<&str> {
-        self.cookie?
+        self.http
+            .cookie?
             .split(';')
             .filter_map(|pair| pair.trim().split_once('='))
             .find(|(n, _)| *n == name)
@@ -38,7 +47,7 @@ impl AuthRequest<'_> {
 
     /// The address without its port, for rate-limit keys.
     pub fn address(&self) -> &str {
-        let addr = self.client_address.unwrap_or("unknown");
+        let addr = self.http.client_address.unwrap_or("unknown");
         match addr.rsplit_once(':') {
             Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) => host,
             _ => addr,

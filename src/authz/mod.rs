@@ -93,7 +93,7 @@ impl From<Response> for Reply {
 
 pub fn handle(ctx: &mut Ctx, endpoint: Endpoint, req: &AuthRequest) -> Reply {
     let response = match endpoint {
-        Endpoint::Metadata | Endpoint::Jwks if req.method != "GET" && req.method != "HEAD" => {
+        Endpoint::Metadata | Endpoint::Jwks if req.method() != "GET" && req.method() != "HEAD" => {
             context::method_not_allowed("GET, HEAD, OPTIONS")
         }
         Endpoint::Metadata => Response::json(200, &metadata::document(ctx))

@@ -25,11 +25,11 @@ fn metadata_error(description: &str) -> Response {
 }
 
 pub fn handle(ctx: &mut Ctx, req: &AuthRequest) -> Response {
-    if req.method != "POST" {
+    if req.method() != "POST" {
         return method_not_allowed("POST");
     }
     if !ctx.config.initial_access_tokens.is_empty() {
-        let presented = match bearer_token(&req.authorization.into_iter().collect::<Vec<_>>()) {
+        let presented = match bearer_token(&req.authorization().into_iter().collect::<Vec<_>>()) {
             Credential::Bearer(token) => Some(token),
             _ => None,
         };

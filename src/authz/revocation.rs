@@ -11,7 +11,7 @@ use crate::form::Params;
 use crate::http::Response;
 
 fn form_of(req: &AuthRequest) -> Result<Params, Response> {
-    if req.method != "POST" {
+    if req.method() != "POST" {
         return Err(method_not_allowed("POST"));
     }
     if req.media_type() != "application/x-www-form-urlencoded" {
@@ -37,11 +37,11 @@ pub fn revoke(ctx: &mut Ctx, req: &AuthRequest) -> Response {
         Ok(form) => form,
         Err(response) => return response,
     };
-    let auth = match clients::authenticate(ctx.config, ctx.store, ctx.now, req.authorization, &form)
-    {
-        Ok(auth) => auth,
-        Err(error) => return client_error(error),
-    };
+    let auth =
+        match clients::authenticate(ctx.config, ctx.store, ctx.now, req.authorization(), &form) {
+            Ok(auth) => auth,
+            Err(error) => return client_error(error),
+        };
     let Some(token) = form.get("token") else {
         return json_error(400, "invalid_request", "token is required");
     };
@@ -88,12 +88,12 @@ pub fn introspect(ctx: &mut Ctx, req: &AuthRequest) -> Response {
         Ok(form) => form,
         Err(response) => return response,
     };
-    let auth = match clients::authenticate(ctx.config, ctx.store, ctx.now, req.authorization, &form)
-    {
-        Ok(auth) if auth.with_secret => auth,
-        Ok(_) => return client_error(clients::AuthError::InvalidClient { basic: false }),
-        Err(error) => return client_error(error),
-    };
+    let auth =
+        match clients::authenticate(ctx.config, ctx.store, ctx.now, req.authorization(), &form) {
+            Ok(auth) if auth.with_secret => auth,
+            Ok(_) => return client_error(clients::AuthError::InvalidClient { basic: false }),
+            Err(error) => return client_error(error),
+        };
     let _ = auth;
     let Some(token) = form.get("token") else {
         return json_error(400, "invalid_request", "token is required");

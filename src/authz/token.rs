@@ -12,7 +12,7 @@ use crate::form::Params;
 use crate::http::Response;
 
 pub fn handle(ctx: &mut Ctx, req: &AuthRequest) -> Response {
-    if req.method != "POST" {
+    if req.method() != "POST" {
         return method_not_allowed("POST");
     }
     if req.media_type() != "application/x-www-form-urlencoded" {
@@ -41,11 +41,11 @@ pub fn handle(ctx: &mut Ctx, req: &AuthRequest) -> Response {
     ) {
         return too_many_requests(wait);
     }
-    let auth = match clients::authenticate(ctx.config, ctx.store, ctx.now, req.authorization, &form)
-    {
-        Ok(auth) => auth,
-        Err(error) => return client_error(error),
-    };
+    let auth =
+        match clients::authenticate(ctx.config, ctx.store, ctx.now, req.authorization(), &form) {
+            Ok(auth) => auth,
+            Err(error) => return client_error(error),
+        };
     if let Err(wait) = state::rate_limit(
         ctx.store,
         &format!("token-client:{}", auth.client.client_id),

@@ -35,11 +35,17 @@ pub fn bind(store: &mut dyn Store, session_id: &str, identity: &str) {
     }
 }
 
-/// False when the session is bound to someone else.
-pub fn may_use(store: &dyn Store, session_id: &str, identity: &str) -> bool {
-    match store.get(&key(session_id)) {
+/// Whether `identity` may use the session: true for its owner. A session bound when the backend
+/// created it (from its answer) keeps that owner; one whose creation was missed is bound to its
+/// first user. One store read on the common path.
+pub fn claim(store: &mut dyn Store, session_id: &str, identity: &str) -> bool {
+    let key = key(session_id);
+    match store.get(&key) {
         Some((bound, _)) => bound == identity.as_bytes(),
-        None => true,
+        None => {
+            let _ = store.set(&key, identity.as_bytes(), None);
+            true
+        }
     }
 }
 
@@ -51,10 +57,14 @@ mod tests {
     #[test]
     fn a_session_belongs_to_whoever_got_it() {
         let mut s = MemoryStore::default();
-        assert!(may_use(&s, "sess", "alice"));
         bind(&mut s, "sess", "alice");
         bind(&mut s, "sess", "mallory");
-        assert!(may_use(&s, "sess", "alice"));
-        assert!(!may_use(&s, "sess", "mallory"));
+        assert!(claim(&mut s, "sess", "alice"));
+        assert!(!claim(&mut s, "sess", "mallory"));
+        assert!(
+            claim(&mut s, "unseen", "bob"),
+            "a session created unseen binds to its first user"
+        );
+        assert!(!claim(&mut s, "unseen", "alice"));
     }
 }

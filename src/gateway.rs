@@ -68,6 +68,9 @@ pub enum Action {
     /// An opaque token must be introspected: make the call, hand the answer to
     /// `Gateway::accept_introspection`, then decide again.
     Introspect(IntrospectionCall),
+    /// A sign-in needs a call to the upstream identity provider: make it, then hand the
+    /// answer and the call's step to `Gateway::resume_upstream`.
+    CallUpstream(crate::federation::Call),
 }
 
 /// How a request ended, for stats and logs.
@@ -234,14 +237,6 @@ impl Gateway {
                 resources.push(route.resource.clone());
             }
         }
-        let mut ctx = Ctx {
-            config,
-            origin: &self.config.origin,
-            resources: &resources,
-            verifier: &self.verifier,
-            store,
-            now,
-        };
         let auth_request = AuthRequest {
             http: request,
             body,
@@ -251,15 +246,96 @@ impl Gateway {
         } else {
             Outcome::Authz(endpoint.name())
         };
-        match authz::handle(&mut ctx, endpoint, &auth_request) {
-            Reply::Response(response) => Decision::respond(response, outcome),
-            Reply::Fetch(fetch) => Decision {
-                action: Action::FetchClientMetadata(fetch),
-                outcome,
-                detail: None,
-                mcp: None,
-            },
+        let reply = self.with_authz_ctx(config, store, now, |ctx| {
+            authz::handle(ctx, endpoint, &auth_request)
+        });
+        Self::reply_decision(reply, outcome)
+    }
+
+    /// Runs `f` with the authorization server's view of this gateway.
+    fn with_authz_ctx<T>(
+        &self,
+        config: &AuthServerConfig,
+        store: &mut dyn Store,
+        now: u64,
+        f: impl FnOnce(&mut Ctx) -> T,
+    ) -> T {
+        let mut resources: Vec<String> = vec![self.config.resource.clone()];
+        for route in &self.config.routes {
+            if !resources.contains(&route.resource) {
+                resources.push(route.resource.clone());
+            }
         }
+        let mut ctx = Ctx {
+            config,
+            origin: &self.config.origin,
+            resources: &resources,
+            verifier: &self.verifier,
+            store,
+            now,
+        };
+        f(&mut ctx)
+    }
+
+    fn reply_decision(reply: Reply, outcome: Outcome) -> Decision {
+        let action = match reply {
+            Reply::Response(response) => Action::Respond(response),
+            Reply::Fetch(fetch) => Action::FetchClientMetadata(fetch),
+            Reply::Upstream(call) => Action::CallUpstream(call),
+        };
+        Decision {
+            action,
+            outcome,
+            detail: None,
+            mcp: None,
+        }
+    }
+
+    /// Goes on with a sign-in after the upstream provider answered a call. A discovery
+    /// document is cached and the request handled again from the start (`body` is its body,
+    /// if it was read); the other steps continue where the sign-in stood.
+    pub fn resume_upstream(
+        &self,
+        request: &Request,
+        body: Option<&[u8]>,
+        step: crate::federation::Step,
+        answer: crate::federation::Answer,
+        now: u64,
+        store: &mut dyn Store,
+    ) -> Decision {
+        let Some((config, upstream)) = self
+            .config
+            .authorization_server
+            .as_ref()
+            .and_then(|c| Some((c, c.upstream.as_ref()?)))
+        else {
+            return Decision::respond(
+                Response::oauth_error(404, "not_found", "Not found"),
+                Outcome::Served,
+            );
+        };
+        let outcome = Outcome::Authz(
+            self.authorization_server_endpoint(request)
+                .map_or("callback", |(_, e)| e.name()),
+        );
+        let decision = match step {
+            crate::federation::Step::Discovery => {
+                if crate::federation::documents::accept_discovery(upstream, store, answer, now) {
+                    return match body {
+                        Some(body) => self.decide_with_body(request, body, now, store),
+                        None => self.decide(request, now, store),
+                    };
+                }
+                Self::reply_decision(crate::federation::flow::unavailable(upstream), outcome)
+            }
+            step => {
+                let reply = self.with_authz_ctx(config, store, now, |ctx| {
+                    crate::federation::flow::resume(ctx, upstream, step, answer)
+                });
+                Self::reply_decision(reply, outcome)
+            }
+        };
+        self.with_cors(decision, request)
     }
 
     /// Validates and caches a fetched client metadata document (or the failure to get one).
@@ -302,7 +378,8 @@ impl Gateway {
             Action::Forward { .. }
             | Action::ReadBody { .. }
             | Action::FetchClientMetadata(_)
-            | Action::Introspect(_) => {}
+            | Action::Introspect(_)
+            | Action::CallUpstream(_) => {}
         }
         decision
     }

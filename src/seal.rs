@@ -19,6 +19,7 @@ pub enum Purpose {
     RegisteredClient,
     Session,
     PendingRequest,
+    UpstreamFlow,
 }
 
 impl Purpose {
@@ -29,6 +30,7 @@ impl Purpose {
             Purpose::RegisteredClient => b"mcp-oauth/client/v1",
             Purpose::Session => b"mcp-oauth/session/v1",
             Purpose::PendingRequest => b"mcp-oauth/request/v1",
+            Purpose::UpstreamFlow => b"mcp-oauth/upstream-flow/v1",
         }
     }
 }

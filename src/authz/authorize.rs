@@ -9,10 +9,11 @@ use subtle::ConstantTimeEq;
 use super::clients::{self, Client};
 use super::context::{AuthRequest, Ctx};
 use super::grants::{self, Code};
-use super::pages::{self, ConsentView, FormState};
+use super::pages::{self, ConsentView, FormState, SignedIn};
 use super::redirect::{display_host, redirect_matches};
 use super::{cimd, pkce, scope, Reply};
 use crate::config::authz::User;
+use crate::config::upstream::UpstreamConfig;
 use crate::form::{self, Params};
 use crate::http::Response;
 use crate::seal::Purpose;
@@ -24,14 +25,14 @@ const PENDING_TTL: u64 = 600;
 
 /// The authorization request, sealed into the sign-in and consent forms.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-struct Pending {
-    client_id: String,
-    redirect_uri: String,
-    scope: Vec<String>,
-    resource: String,
-    code_challenge: String,
-    state: Option<String>,
-    exp: u64,
+pub(crate) struct Pending {
+    pub(crate) client_id: String,
+    pub(crate) redirect_uri: String,
+    pub(crate) scope: Vec<String>,
+    pub(crate) resource: String,
+    pub(crate) code_challenge: String,
+    pub(crate) state: Option<String>,
+    pub(crate) exp: u64,
 }
 
 /// A signed-in person, sealed into the session cookie.
@@ -45,7 +46,7 @@ struct Session {
 pub fn handle(ctx: &mut Ctx, req: &AuthRequest) -> Reply {
     match req.method() {
         "GET" | "HEAD" => start(ctx, req),
-        "POST" => submit(ctx, req).into(),
+        "POST" => submit(ctx, req),
         _ => super::context::method_not_allowed("GET, POST").into(),
     }
 }
@@ -101,7 +102,7 @@ fn redirect(
     }
 }
 
-fn redirect_error(
+pub(crate) fn redirect_error(
     ctx: &Ctx,
     redirect_uri: &str,
     error: &str,
@@ -130,19 +131,21 @@ fn start(ctx: &mut Ctx, req: &AuthRequest) -> Reply {
         Ok(client) => client,
         Err(reply) => return reply,
     };
-    start_for(ctx, req, &params, client).into()
+    start_for(ctx, req, &params, client)
 }
 
-fn start_for(ctx: &mut Ctx, req: &AuthRequest, params: &Params, client: Client) -> Response {
+fn start_for(ctx: &mut Ctx, req: &AuthRequest, params: &Params, client: Client) -> Reply {
     let redirect_uri = match params.get("redirect_uri") {
         Some(uri) if redirect_matches(&client.redirect_uris, uri) => uri.to_string(),
-        Some(_) => return bad_request("The redirect URI is not registered for this application."),
+        Some(_) => {
+            return bad_request("The redirect URI is not registered for this application.").into()
+        }
         None if client.redirect_uris.len() == 1 => client.redirect_uris.concat(),
-        None => return bad_request("The request has no redirect URI."),
+        None => return bad_request("The request has no redirect URI.").into(),
     };
     let state = params.get("state");
-    let fail = |error: &str, description: &str| {
-        redirect_error(ctx, &redirect_uri, error, description, state)
+    let fail = |error: &str, description: &str| -> Reply {
+        redirect_error(ctx, &redirect_uri, error, description, state).into()
     };
     if params.get("response_type") != Some("code") {
         return fail(
@@ -209,30 +212,52 @@ fn start_for(ctx: &mut Ctx, req: &AuthRequest, params: &Params, client: Client) 
         Some(existing) => (existing.to_string(), false),
         None => match crate::random::id() {
             Some(id) => (id, true),
-            None => return pages::error_page(500, "Server error", "No randomness available."),
+            None => {
+                return pages::error_page(500, "Server error", "No randomness available.").into()
+            }
         },
     };
-    let response = match session(ctx, req) {
-        Some((session, user)) => proceed(ctx, &client, &pending, &session, user, &csrf),
-        None => sign_in_page(ctx, &client, &pending, &csrf, None),
+    let config = ctx.config;
+    let reply = match (session(ctx, req), &config.upstream) {
+        (Some((session, user)), _) => proceed(ctx, &client, &pending, &session, user, &csrf).into(),
+        (None, Some(upstream)) if ctx.config.users.is_empty() => {
+            to_upstream(ctx, upstream, &client, &pending, &csrf)
+        }
+        (None, _) => sign_in_page(ctx, &client, &pending, &csrf, None).into(),
     };
-    if new_csrf {
-        response.with_header(
+    match reply {
+        Reply::Response(response) if new_csrf => Reply::Response(response.with_header(
             "set-cookie",
             cookie(CSRF_COOKIE, &csrf, ctx.config.session_ttl),
-        )
-    } else {
-        response
+        )),
+        other => other,
     }
 }
 
-fn submit(ctx: &mut Ctx, req: &AuthRequest) -> Response {
+/// Sign-in at the upstream provider: our consent first (a client the operator did not mark
+/// trusted must be approved here, whatever the provider remembers), then the redirect.
+fn to_upstream(
+    ctx: &Ctx,
+    upstream: &UpstreamConfig,
+    client: &Client,
+    pending: &Pending,
+    csrf: &str,
+) -> Reply {
+    if client.skip_consent {
+        return crate::federation::flow::begin(ctx, upstream, pending);
+    }
+    consent_page(ctx, client, pending, None, csrf).into()
+}
+
+fn submit(ctx: &mut Ctx, req: &AuthRequest) -> Reply {
     if req.media_type() != "application/x-www-form-urlencoded" {
-        return bad_request("The form was not sent as a form.");
+        return bad_request("The form was not sent as a form.").into();
     }
     let form = match Params::parse(req.body) {
         Ok(f) => f,
-        Err(name) => return bad_request(&format!("The field {name} appears more than once.")),
+        Err(name) => {
+            return bad_request(&format!("The field {name} appears more than once.")).into()
+        }
     };
     let csrf_ok = match (req.cookie(CSRF_COOKIE), form.get("csrf")) {
         (Some(cookie), Some(field)) => bool::from(cookie.as_bytes().ct_eq(field.as_bytes())),
@@ -243,7 +268,8 @@ fn submit(ctx: &mut Ctx, req: &AuthRequest) -> Response {
             403,
             "This form cannot be accepted",
             "The form expired or was not sent from this page. Start the sign-in again from your application.",
-        );
+        )
+        .into();
     }
     let csrf = form.get("csrf").unwrap_or_default().to_string();
     let pending: Option<Pending> = form
@@ -252,11 +278,45 @@ fn submit(ctx: &mut Ctx, req: &AuthRequest) -> Response {
     let Some(pending) = pending.filter(|p| p.exp >= ctx.now) else {
         return bad_request(
             "The sign-in took too long or the form was changed. Start again from your application.",
-        );
+        )
+        .into();
     };
     let Some(client) = clients::find(ctx.config, ctx.store, &pending.client_id, ctx.now) else {
-        return bad_request("The application is not registered with this server.");
+        return bad_request("The application is not registered with this server.").into();
     };
+    let action = form.get("action");
+    if action == Some("deny") {
+        return redirect_error(
+            ctx,
+            &pending.redirect_uri,
+            "access_denied",
+            "The user denied the request",
+            pending.state.as_deref(),
+        )
+        .into();
+    }
+    let config = ctx.config;
+    if let (Some(upstream), Some(action @ ("upstream" | "continue_upstream"))) =
+        (&config.upstream, action)
+    {
+        // From the sign-in page's provider button, consent still comes first.
+        if action == "upstream" && !client.skip_consent {
+            return consent_page(ctx, &client, &pending, None, &csrf).into();
+        }
+        return crate::federation::flow::begin(ctx, upstream, &pending);
+    }
+    submit_local(ctx, req, &form, &client, &pending, &csrf).into()
+}
+
+/// The built-in users' sign-in and consent.
+fn submit_local(
+    ctx: &mut Ctx,
+    req: &AuthRequest,
+    form: &Params,
+    client: &Client,
+    pending: &Pending,
+    csrf: &str,
+) -> Response {
     match form.get("action") {
         Some("sign_in") => {
             let username = form.get("username").unwrap_or_default();
@@ -264,9 +324,9 @@ fn submit(ctx: &mut Ctx, req: &AuthRequest) -> Response {
             let Some(user) = check_password(&ctx.config.users, username, password) else {
                 return sign_in_page(
                     ctx,
-                    &client,
-                    &pending,
-                    &csrf,
+                    client,
+                    pending,
+                    csrf,
                     Some("The username or password is not right."),
                 );
             };
@@ -279,31 +339,22 @@ fn submit(ctx: &mut Ctx, req: &AuthRequest) -> Response {
                 return pages::error_page(500, "Server error", "Could not start a session.");
             };
             let user = user.clone();
-            proceed(ctx, &client, &pending, &session, Some(&user), &csrf).with_header(
+            proceed(ctx, client, pending, &session, Some(&user), csrf).with_header(
                 "set-cookie",
                 cookie(SESSION_COOKIE, &sealed, ctx.config.session_ttl),
             )
         }
-        Some(action @ ("approve" | "deny")) => {
+        Some("approve") => {
             let Some((session, user)) = session(ctx, req) else {
                 return sign_in_page(
                     ctx,
-                    &client,
-                    &pending,
-                    &csrf,
+                    client,
+                    pending,
+                    csrf,
                     Some("Your sign-in expired; sign in again."),
                 );
             };
-            if action == "deny" {
-                return redirect_error(
-                    ctx,
-                    &pending.redirect_uri,
-                    "access_denied",
-                    "The user denied the request",
-                    pending.state.as_deref(),
-                );
-            }
-            issue_code(ctx, &pending, &session, user)
+            issue_code(ctx, pending, &session.sub, &|s| user_may_grant(user, s))
         }
         _ => bad_request("The form has no valid action."),
     }
@@ -319,8 +370,20 @@ fn proceed(
     csrf: &str,
 ) -> Response {
     if client.skip_consent {
-        return issue_code(ctx, pending, session, user);
+        return issue_code(ctx, pending, &session.sub, &|s| user_may_grant(user, s));
     }
+    consent_page(ctx, client, pending, Some(&session.username), csrf)
+}
+
+/// The consent page: for a signed-in person, or (`username` `None`) before the upstream
+/// provider's sign-in.
+fn consent_page(
+    ctx: &Ctx,
+    client: &Client,
+    pending: &Pending,
+    username: Option<&str>,
+    csrf: &str,
+) -> Response {
     let Some(request) = ctx
         .config
         .sealer
@@ -347,7 +410,16 @@ fn proceed(
         client_name: &client.name,
         client_is_dynamic: client.dynamic,
         redirect_host: &display_host(&pending.redirect_uri),
-        username: &session.username,
+        signed_in: match username {
+            Some(name) => SignedIn::As(name),
+            None => SignedIn::Next(
+                ctx.config
+                    .upstream
+                    .as_ref()
+                    .map(|u| u.name.as_str())
+                    .unwrap_or_default(),
+            ),
+        },
         scopes: descriptions,
     };
     pages::consent(
@@ -382,16 +454,28 @@ fn sign_in_page(
             request: &request,
             csrf,
         },
+        ctx.config.upstream.as_ref().map(|u| u.name.as_str()),
         error,
     )
 }
 
-/// The code, for the scopes both asked for and allowed to the person.
-fn issue_code(ctx: &Ctx, pending: &Pending, session: &Session, user: Option<&User>) -> Response {
+/// Whether a built-in user may grant `scope` (a person signed in upstream is checked by the
+/// provider's rules instead).
+fn user_may_grant(user: Option<&User>, scope: &str) -> bool {
+    user.is_none_or(|u| u.scopes.is_empty() || u.scopes.iter().any(|s| s == scope))
+}
+
+/// The code for `sub`, for the scopes both asked for and allowed to the person.
+pub(crate) fn issue_code(
+    ctx: &Ctx,
+    pending: &Pending,
+    sub: &str,
+    may_grant: &dyn Fn(&str) -> bool,
+) -> Response {
     let granted: Vec<String> = pending
         .scope
         .iter()
-        .filter(|s| user.is_none_or(|u| u.scopes.is_empty() || u.scopes.contains(s)))
+        .filter(|s| may_grant(s))
         .cloned()
         .collect();
     if granted.is_empty() && !pending.scope.is_empty() {
@@ -413,7 +497,7 @@ fn issue_code(ctx: &Ctx, pending: &Pending, session: &Session, user: Option<&Use
         code_challenge: pending.code_challenge.clone(),
         scope: granted.join(" "),
         resource: pending.resource.clone(),
-        sub: session.sub.clone(),
+        sub: sub.to_string(),
         exp: ctx.now + ctx.config.code_ttl,
     };
     let Some(sealed) = grants::seal_code(ctx.config, &code) else {
@@ -457,6 +541,6 @@ fn check_password<'u>(users: &'u [User], username: &str, password: &str) -> Opti
     }
 }
 
-fn cookie(name: &str, value: &str, max_age: u64) -> String {
+pub(crate) fn cookie(name: &str, value: &str, max_age: u64) -> String {
     format!("{name}={value}; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age={max_age}")
 }

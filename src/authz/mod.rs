@@ -34,6 +34,8 @@ pub enum Endpoint {
     Revoke,
     Introspect,
     Jwks,
+    /// The upstream identity provider's redirect back (when one is configured).
+    Callback,
 }
 
 impl Endpoint {
@@ -54,6 +56,8 @@ impl Endpoint {
             Some(Endpoint::Introspect)
         } else if path == e.jwks {
             Some(Endpoint::Jwks)
+        } else if path == e.callback && config.upstream.is_some() {
+            Some(Endpoint::Callback)
         } else {
             None
         }
@@ -74,15 +78,18 @@ impl Endpoint {
             Endpoint::Revoke => "revoke",
             Endpoint::Introspect => "introspect",
             Endpoint::Jwks => "jwks",
+            Endpoint::Callback => "callback",
         }
     }
 }
 
-/// An endpoint's answer, or the client metadata document it needs first.
+/// An endpoint's answer, the client metadata document it needs first, or a call to the
+/// upstream identity provider.
 #[derive(Debug)]
 pub enum Reply {
     Response(Response),
     Fetch(cimd::Fetch),
+    Upstream(crate::federation::Call),
 }
 
 impl From<Response> for Reply {
@@ -101,6 +108,13 @@ pub fn handle(ctx: &mut Ctx, endpoint: Endpoint, req: &AuthRequest) -> Reply {
         Endpoint::Jwks => Response::json(200, &ctx.config.jwks)
             .replace_header("cache-control", "public, max-age=300"),
         Endpoint::Authorize => return authorize::handle(ctx, req),
+        Endpoint::Callback => {
+            let config = ctx.config;
+            return match &config.upstream {
+                Some(upstream) => crate::federation::flow::callback(ctx, upstream, req),
+                None => Response::oauth_error(404, "not_found", "Not found").into(),
+            };
+        }
         Endpoint::Token => token::handle(ctx, req),
         Endpoint::Register => register::handle(ctx, req),
         Endpoint::Revoke => revocation::revoke(ctx, req),

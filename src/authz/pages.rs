@@ -77,14 +77,24 @@ impl FormState<'_> {
     }
 }
 
+/// The built-in users' sign-in form; with an upstream provider, also its button.
 pub fn sign_in(
     server_name: &str,
     client_name: &str,
     form: &FormState,
+    upstream: Option<&str>,
     error: Option<&str>,
 ) -> Response {
     let error = error
         .map(|e| format!("<p class=\"error\" role=\"alert\">{}</p>", text(e)))
+        .unwrap_or_default();
+    let upstream = upstream
+        .map(|name| {
+            format!(
+                "<p class=\"note\">Or:</p><button class=\"secondary\" type=\"submit\" name=\"action\" value=\"upstream\" formnovalidate>Continue with {}</button>",
+                text(name)
+            )
+        })
         .unwrap_or_default();
     let body = format!(
         "<h1>Sign in to {server}</h1>\
@@ -93,7 +103,7 @@ pub fn sign_in(
          <input type=\"text\" id=\"username\" name=\"username\" autocomplete=\"username\" required autofocus>\
          <label for=\"password\">Password</label>\
          <input type=\"password\" id=\"password\" name=\"password\" autocomplete=\"current-password\" required>\
-         <button class=\"primary\" type=\"submit\" name=\"action\" value=\"sign_in\">Sign in</button></form>",
+         <button class=\"primary\" type=\"submit\" name=\"action\" value=\"sign_in\">Sign in</button>{upstream}</form>",
         server = text(server_name),
         client = text(client_name),
         open = form.open(),
@@ -105,13 +115,19 @@ pub fn sign_in(
     )
 }
 
+/// Who approves: a signed-in person, or one who signs in at the named provider next.
+pub enum SignedIn<'a> {
+    As(&'a str),
+    Next(&'a str),
+}
+
 /// What the consent page shows about the request.
 pub struct ConsentView<'a> {
     pub server_name: &'a str,
     pub client_name: &'a str,
     pub client_is_dynamic: bool,
     pub redirect_host: &'a str,
-    pub username: &'a str,
+    pub signed_in: SignedIn<'a>,
     /// (scope, description)
     pub scopes: Vec<(&'a str, &'a str)>,
 }
@@ -133,16 +149,27 @@ pub fn consent(view: &ConsentView, form: &FormState) -> Response {
     } else {
         ""
     };
+    let (who, approve) = match view.signed_in {
+        SignedIn::As(user) => (
+            format!("<p>Signed in as <strong>{}</strong>.</p>", text(user)),
+            "<button class=\"primary\" type=\"submit\" name=\"action\" value=\"approve\">Approve</button>".to_string(),
+        ),
+        SignedIn::Next(provider) => (
+            format!(
+                "<p>If you approve, you sign in with <strong>{}</strong> next.</p>",
+                text(provider)
+            ),
+            "<button class=\"primary\" type=\"submit\" name=\"action\" value=\"continue_upstream\">Approve and sign in</button>".to_string(),
+        ),
+    };
     let body = format!(
-        "<h1>Allow {client} to use {server}?</h1>\
-         <p>Signed in as <strong>{user}</strong>.</p>\
+        "<h1>Allow {client} to use {server}?</h1>{who}\
          <p><strong>{client}</strong> will be able to:</p><ul>{scopes}</ul>\
          <p>After you answer, you go back to <strong>{host}</strong>.</p>{unverified}{open}\
-         <button class=\"primary\" type=\"submit\" name=\"action\" value=\"approve\">Approve</button>\
+         {approve}\
          <button class=\"secondary\" type=\"submit\" name=\"action\" value=\"deny\">Deny</button></form>",
         client = text(view.client_name),
         server = text(view.server_name),
-        user = text(view.username),
         host = text(view.redirect_host),
         open = form.open(),
     );
@@ -160,7 +187,7 @@ mod tests {
             request: "r\"><script>",
             csrf: "c",
         };
-        let r = sign_in("Srv", "<img src=x>", &form, Some("<b>bad</b>"));
+        let r = sign_in("Srv", "<img src=x>", &form, None, Some("<b>bad</b>"));
         let html = String::from_utf8(r.body).unwrap();
         assert!(!html.contains("<img src=x>"));
         assert!(!html.contains("<b>bad</b>"));

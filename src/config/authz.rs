@@ -41,6 +41,8 @@ pub struct Endpoints {
     pub revoke: String,
     pub introspect: String,
     pub jwks: String,
+    /// Where the upstream identity provider sends people back.
+    pub callback: String,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -85,6 +87,8 @@ pub struct AuthServerConfig {
     pub endpoints: Endpoints,
     pub rate_limits: RateLimits,
     pub display_name: String,
+    /// Sign-in through an upstream identity provider, when configured.
+    pub upstream: Option<super::upstream::UpstreamConfig>,
 }
 
 impl AuthServerConfig {
@@ -348,7 +352,16 @@ pub fn build(
             e.as_ref().and_then(|e| e.jwks.clone()),
             "/oauth/jwks",
         )?,
+        callback: endpoint(
+            "callback",
+            e.as_ref().and_then(|e| e.callback.clone()),
+            "/oauth/callback",
+        )?,
     };
+    let upstream = raw
+        .upstream
+        .map(|u| super::upstream::build(&format!("{p}.upstream"), u, &names, env))
+        .transpose()?;
     let r = raw.rate_limits;
     let rate_limits = RateLimits {
         token_per_minute_per_client: r
@@ -383,6 +396,7 @@ pub fn build(
         endpoints,
         rate_limits,
         display_name: raw.display_name.unwrap_or_else(|| "MCP server".into()),
+        upstream,
     };
     Ok((config, trusted))
 }

@@ -37,6 +37,9 @@ pub struct RawAuthServer {
     pub rate_limits: Option<RawRateLimits>,
     #[serde(default)]
     pub display_name: Option<String>,
+    /// Sign people in through this identity provider.
+    #[serde(default)]
+    pub upstream: Option<super::upstream::RawUpstream>,
 }
 
 /// A token signing key: an EC P-256 private JWK (ES256), or a shared secret (HS256).
@@ -147,6 +150,8 @@ pub struct RawEndpoints {
     pub introspect: Option<String>,
     #[serde(default)]
     pub jwks: Option<String>,
+    #[serde(default)]
+    pub callback: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -7,6 +7,7 @@ pub mod authz;
 mod authz_raw;
 pub mod mcp;
 mod raw;
+pub mod upstream;
 mod uri;
 
 use std::fmt;

@@ -28,6 +28,8 @@ pub struct Http {
     /// again when it answers.
     callout: Option<Callout>,
     callout_request: Option<HeldRequest>,
+    /// Callouts made for this request so far (a sign-in chains a few; never unbounded).
+    callouts_made: u8,
     /// The answer carries list results to filter for this token.
     list_filter: Option<ListFilter>,
     /// A session the backend opens in its answer is bound to this identity.
@@ -43,7 +45,13 @@ type HeldRequest = (Vec<(String, String)>, Option<Vec<u8>>);
 enum Callout {
     ClientMetadata(String),
     Introspection(String),
+    /// A call to the upstream identity provider, and where the sign-in stands.
+    Upstream(crate::federation::Step),
 }
+
+/// A sign-in may call discovery, the token endpoint, the keys and userinfo in turn; a client
+/// metadata document may come first.
+const MAX_CALLOUTS_PER_REQUEST: u8 = 6;
 
 /// Filtering a list answer: a JSON body is read whole; an SSE stream event by event.
 enum ResponseFilter {
@@ -61,6 +69,7 @@ impl Http {
             held: None,
             callout: None,
             callout_request: None,
+            callouts_made: 0,
             list_filter: None,
             session_owner: None,
             response_filter: None,
@@ -428,6 +437,15 @@ impl Http {
                     body,
                 )
             }
+            Action::CallUpstream(call) => self.callout(
+                Callout::Upstream(call.step),
+                &call.cluster,
+                call.headers,
+                call.body,
+                call.timeout_ms,
+                headers,
+                body,
+            ),
             Action::Introspect(call) => {
                 let pending = Callout::Introspection(call.token_key.clone());
                 self.callout(
@@ -456,8 +474,8 @@ impl Http {
         headers: Vec<(String, String)>,
         body: Option<Vec<u8>>,
     ) -> HostAction {
-        if self.callout.is_some() {
-            // Never a second callout for one request.
+        if self.callout.is_some() || self.callouts_made >= MAX_CALLOUTS_PER_REQUEST {
+            // Never two at once, and never an endless chain.
             host::send_response(&Response::oauth_error(
                 502,
                 "server_error",
@@ -478,6 +496,7 @@ impl Http {
             timeout,
         ) {
             Ok(_) => {
+                self.callouts_made += 1;
                 self.callout = Some(pending);
                 self.callout_request = Some((headers, body));
                 HostAction::Pause
@@ -523,6 +542,31 @@ impl Http {
     }
 }
 
+impl Http {
+    /// Caches the answer of a client-metadata or introspection callout.
+    fn accept_cached(&self, pending: &Callout, status: Option<&str>, answer: &[u8], now: u64) {
+        let vm = self.state.borrow();
+        match pending {
+            Callout::ClientMetadata(url) => {
+                let cache_control = host::call_response_header("cache-control");
+                vm.gateway.accept_client_metadata(
+                    url,
+                    status,
+                    cache_control.as_deref(),
+                    answer,
+                    now,
+                    &mut SharedStore,
+                );
+            }
+            Callout::Introspection(token_key) => {
+                vm.gateway
+                    .accept_introspection(token_key, status, answer, now, &mut SharedStore);
+            }
+            Callout::Upstream(_) => {}
+        }
+    }
+}
+
 impl Context for Http {
     /// A callout's answer: cache what it says, then decide again (with the body, if the
     /// request's body was already read).
@@ -541,46 +585,45 @@ impl Context for Http {
         let status = host::call_response_header(":status");
         let answer = host::call_response_body(body_size.min(crate::authz::MAX_BODY_BYTES));
         let now_secs = host::now_ms() / 1000;
-        {
-            let vm = self.state.borrow();
-            match &pending {
-                Callout::ClientMetadata(url) => {
-                    let cache_control = host::call_response_header("cache-control");
-                    vm.gateway.accept_client_metadata(
-                        url,
-                        status.as_deref(),
-                        cache_control.as_deref(),
-                        &answer,
-                        now_secs,
-                        &mut SharedStore,
-                    );
-                }
-                Callout::Introspection(token_key) => {
-                    vm.gateway.accept_introspection(
-                        token_key,
-                        status.as_deref(),
-                        &answer,
-                        now_secs,
-                        &mut SharedStore,
-                    );
+        let decision = match pending {
+            Callout::Upstream(step) => {
+                let address = peer_address(&headers);
+                let request = request_view(&headers, address.as_deref());
+                let answer = crate::federation::Answer {
+                    status: status.as_deref().and_then(|s| s.parse().ok()),
+                    body: &answer,
+                };
+                let vm = self.state.borrow();
+                let decision = vm.gateway.resume_upstream(
+                    &request,
+                    body.as_deref(),
+                    step,
+                    answer,
+                    now_secs,
+                    &mut SharedStore,
+                );
+                record(&vm, &decision);
+                decision
+            }
+            cached => {
+                self.accept_cached(&cached, status.as_deref(), &answer, now_secs);
+                // The second decision must not call out again (the answer is cached now).
+                let decision = match &body {
+                    Some(body) => decide_with_body(&self.state, &headers, body),
+                    None => decide_now(&self.state).0,
+                };
+                match decision.action {
+                    Action::FetchClientMetadata(_) | Action::Introspect(_) => Decision {
+                        action: Action::Respond(Response::oauth_error(
+                            502,
+                            "server_error",
+                            "The request could not be completed",
+                        )),
+                        ..decision
+                    },
+                    _ => decision,
                 }
             }
-        }
-        // The second decision must not call out again (the answer is cached now).
-        let decision = match &body {
-            Some(body) => decide_with_body(&self.state, &headers, body),
-            None => decide_now(&self.state).0,
-        };
-        let decision = match decision.action {
-            Action::FetchClientMetadata(_) | Action::Introspect(_) => Decision {
-                action: Action::Respond(Response::oauth_error(
-                    502,
-                    "server_error",
-                    "The request could not be completed",
-                )),
-                ..decision
-            },
-            _ => decision,
         };
         self.apply(decision, headers, body, Phase::Callout);
     }

@@ -1,0 +1,118 @@
+//! Sign-in through an upstream identity provider. The built-in authorization server stays the
+//! one MCP clients talk to; only the person's sign-in goes upstream:
+//!
+//! 1. `/oauth/authorize` (after our own consent for clients that need it) redirects to the
+//!    provider with PKCE, `state` and `nonce`, the flow sealed in a `__Host-` cookie;
+//! 2. `/oauth/callback` checks `state` against that cookie (single use), exchanges the code
+//!    server-to-server, verifies the `id_token` (or reads userinfo), admits or refuses the
+//!    person, and finishes the client's authorization request with our own code.
+//!
+//! Calls to the provider are [`Call`]s the glue makes through an Envoy cluster; each answer
+//! comes back to [`flow::resume`] with the state of the sign-in it belongs to.
+
+pub mod documents;
+pub mod flow;
+pub mod id_token;
+pub mod identity;
+
+use serde_json::{Map, Value};
+
+use crate::config::upstream::{check_url, UpstreamConfig};
+
+/// An HTTP call to the provider, and what to do with its answer.
+#[derive(Debug)]
+pub struct Call {
+    pub cluster: String,
+    /// Pseudo-headers included (`:method`, `:path`, `:authority`).
+    pub headers: Vec<(String, String)>,
+    pub body: Option<Vec<u8>>,
+    pub timeout_ms: u64,
+    pub step: Step,
+}
+
+/// Where a sign-in stands while a call runs.
+#[derive(Debug)]
+pub enum Step {
+    /// The discovery document: cache it, then handle the request again from the start.
+    Discovery,
+    /// The code exchange.
+    Exchange(Box<flow::SignIn>),
+    /// The provider's keys, to verify the `id_token` (fetched when missing or stale).
+    Keys(Box<flow::SignIn>),
+    /// Userinfo claims.
+    Userinfo(Box<flow::SignIn>),
+}
+
+impl Step {
+    /// A short name for logs.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Step::Discovery => "discovery",
+            Step::Exchange(_) => "code exchange",
+            Step::Keys(_) => "keys",
+            Step::Userinfo(_) => "userinfo",
+        }
+    }
+}
+
+/// The provider's answer to a call: `status` is `None` when the call failed (refused, reset or
+/// timed out).
+#[derive(Debug, Clone, Copy)]
+pub struct Answer<'a> {
+    pub status: Option<u16>,
+    pub body: &'a [u8],
+}
+
+impl Answer<'_> {
+    pub fn ok(&self) -> bool {
+        self.status.is_some_and(|s| (200..300).contains(&s))
+    }
+
+    /// The body as a JSON object, if it is one.
+    pub fn json_object(&self) -> Option<Map<String, Value>> {
+        match serde_json::from_slice(self.body).ok()? {
+            Value::Object(map) => Some(map),
+            _ => None,
+        }
+    }
+}
+
+/// A call to `url` through the cluster configured for its host.
+pub fn call_to(
+    config: &UpstreamConfig,
+    method: &str,
+    url: &str,
+    headers: Vec<(String, String)>,
+    body: Option<Vec<u8>>,
+    step: Step,
+) -> Result<Call, String> {
+    let parsed = check_url(url)?;
+    let host = parsed.host_str().unwrap_or_default();
+    let authority = match parsed.port() {
+        Some(port) => format!("{host}:{port}"),
+        None => host.to_string(),
+    };
+    let mut path = parsed.path().to_string();
+    if let Some(query) = parsed.query() {
+        path.push('?');
+        path.push_str(query);
+    }
+    let mut all = vec![
+        (":method".to_string(), method.to_string()),
+        (":path".to_string(), path),
+        (":authority".to_string(), authority),
+        ("accept".to_string(), "application/json".to_string()),
+        ("user-agent".to_string(), "mcp-oauth-wasm".to_string()),
+    ];
+    all.extend(headers);
+    Ok(Call {
+        cluster: config.cluster_for(host).to_string(),
+        headers: all,
+        body,
+        timeout_ms: config.timeout_ms,
+        step,
+    })
+}
+
+#[cfg(test)]
+mod tests;

@@ -318,15 +318,21 @@ impl Gateway {
             self.authorization_server_endpoint(request)
                 .map_or("callback", |(_, e)| e.name()),
         );
+        let again = |store: &mut dyn Store| match body {
+            Some(body) => self.decide_with_body(request, body, now, store),
+            None => self.decide(request, now, store),
+        };
         let decision = match step {
             crate::federation::Step::Discovery => {
                 if crate::federation::documents::accept_discovery(upstream, store, answer, now) {
-                    return match body {
-                        Some(body) => self.decide_with_body(request, body, now, store),
-                        None => self.decide(request, now, store),
-                    };
+                    return again(store);
                 }
                 Self::reply_decision(crate::federation::flow::unavailable(upstream), outcome)
+            }
+            // Whatever the provider said is in the store now; the request sees it.
+            crate::federation::Step::Refresh { grant } => {
+                crate::federation::held::accept_refresh(store, config, &grant, answer, now);
+                return again(store);
             }
             step => {
                 let reply = self.with_authz_ctx(config, store, now, |ctx| {
@@ -476,7 +482,7 @@ impl Gateway {
     ) -> Result<Option<Authorized>, Box<Decision>> {
         let config = &self.config;
         let path = path_only(request.path);
-        let (resource, scopes, prefix, backend_credential) =
+        let (resource, scopes, prefix, backend_credential, upstream_token) =
             match access_for(config, request.method, request.path) {
                 Access::Public => return Ok(None),
                 Access::Protected(route) => (
@@ -484,8 +490,9 @@ impl Gateway {
                     route.scopes.as_slice(),
                     route.prefix.as_str(),
                     route.backend_credential.clone(),
+                    route.upstream_token,
                 ),
-                Access::Authenticated => (config.resource.as_str(), &[][..], "/", None),
+                Access::Authenticated => (config.resource.as_str(), &[][..], "/", None, false),
             };
         let metadata_url = metadata::metadata_url(config, prefix);
         let challenge = Challenge {
@@ -536,6 +543,7 @@ impl Gateway {
             token: verified,
             metadata_url,
             backend_credential,
+            upstream_token,
         };
         if let Some(session_id) = request.session_id {
             if !session::claim(store, session_id, &session::identity(&authorized.token)) {
@@ -562,9 +570,97 @@ impl Gateway {
         Ok(Some(authorized))
     }
 
+    /// Puts the route's backend credentials on a forwarded request: the service credential,
+    /// and the person's upstream token.
+    fn with_backend_credential(
+        &self,
+        decision: Decision,
+        authorized: &Authorized,
+        store: &mut dyn Store,
+        now: u64,
+    ) -> Decision {
+        let decision = self.with_service_credential(decision, authorized, &*store, now);
+        if authorized.upstream_token {
+            self.with_upstream_token(decision, authorized, store, now)
+        } else {
+            decision
+        }
+    }
+
+    /// The person's token at the upstream provider, refreshed first if it is about to
+    /// expire; when the provider no longer honours the grant, 401 so the client signs in again.
+    fn with_upstream_token(
+        &self,
+        mut decision: Decision,
+        authorized: &Authorized,
+        store: &mut dyn Store,
+        now: u64,
+    ) -> Decision {
+        use crate::federation::held::{self, Use};
+        let Action::Forward { headers, .. } = &mut decision.action else {
+            return decision;
+        };
+        let Some((config, upstream)) = self
+            .config
+            .authorization_server
+            .as_ref()
+            .and_then(|c| Some((c, c.upstream.as_ref()?)))
+        else {
+            return decision;
+        };
+        let challenge = Challenge {
+            resource_metadata: &authorized.metadata_url,
+            scopes: &[],
+        };
+        let grant = authorized
+            .token
+            .grant
+            .as_deref()
+            .filter(|_| authorized.token.issuer == config.issuer);
+        let Some(grant) = grant else {
+            return Decision::respond(
+                Response::oauth_error(
+                    403,
+                    "insufficient_user_authentication",
+                    &format!("This needs a sign-in through {}", upstream.name),
+                ),
+                Outcome::Denied("no_upstream_token"),
+            );
+        };
+        match held::for_request(store, config, upstream, grant, now) {
+            Use::Token(token) => {
+                let header = upstream.header_for(&token);
+                headers.retain(|(n, _)| n != &header.0);
+                headers.push(header);
+                decision
+            }
+            Use::Call(call) => Decision {
+                action: Action::CallUpstream(call),
+                ..decision
+            },
+            Use::SignInAgain => Decision::respond(
+                challenge.invalid_token(&format!(
+                    "The sign-in at {} expired; sign in again",
+                    upstream.name
+                )),
+                Outcome::Denied("invalid_token"),
+            )
+            .with_detail("upstream grant is over".into()),
+            Use::Busy | Use::Unavailable => Decision::respond(
+                Response::oauth_error(
+                    503,
+                    "temporarily_unavailable",
+                    "The identity provider's token is being renewed; retry shortly",
+                )
+                .with_header("retry-after", "1"),
+                Outcome::Denied("keys_unavailable"),
+            ),
+        }
+    }
+
     /// Puts the route's service credential on a forwarded request; without a current token
     /// the request is not forwarded (503), since the backend would refuse it anyway.
-    fn with_backend_credential(
+    fn with_service_credential(
         &self,
         mut decision: Decision,
         authorized: &Authorized,
@@ -857,6 +953,8 @@ struct Authorized {
     metadata_url: String,
     /// The service credential the route puts on backend requests.
     backend_credential: Option<String>,
+    /// The route puts the person's upstream token on backend requests.
+    upstream_token: bool,
 }
 
 impl Authorized {

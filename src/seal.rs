@@ -20,6 +20,7 @@ pub enum Purpose {
     Session,
     PendingRequest,
     UpstreamFlow,
+    UpstreamTokens,
 }
 
 impl Purpose {
@@ -31,6 +32,7 @@ impl Purpose {
             Purpose::Session => b"mcp-oauth/session/v1",
             Purpose::PendingRequest => b"mcp-oauth/request/v1",
             Purpose::UpstreamFlow => b"mcp-oauth/upstream-flow/v1",
+            Purpose::UpstreamTokens => b"mcp-oauth/upstream-tokens/v1",
         }
     }
 }

@@ -354,7 +354,13 @@ fn submit_local(
                     Some("Your sign-in expired; sign in again."),
                 );
             };
-            issue_code(ctx, pending, &session.sub, &|s| user_may_grant(user, s))
+            issue_code(
+                ctx,
+                pending,
+                &session.sub,
+                &|s| user_may_grant(user, s),
+                None,
+            )
         }
         _ => bad_request("The form has no valid action."),
     }
@@ -370,7 +376,13 @@ fn proceed(
     csrf: &str,
 ) -> Response {
     if client.skip_consent {
-        return issue_code(ctx, pending, &session.sub, &|s| user_may_grant(user, s));
+        return issue_code(
+            ctx,
+            pending,
+            &session.sub,
+            &|s| user_may_grant(user, s),
+            None,
+        );
     }
     consent_page(ctx, client, pending, Some(&session.username), csrf)
 }
@@ -471,6 +483,7 @@ pub(crate) fn issue_code(
     pending: &Pending,
     sub: &str,
     may_grant: &dyn Fn(&str) -> bool,
+    upstream: Option<String>,
 ) -> Response {
     let granted: Vec<String> = pending
         .scope
@@ -499,6 +512,7 @@ pub(crate) fn issue_code(
         resource: pending.resource.clone(),
         sub: sub.to_string(),
         exp: ctx.now + ctx.config.code_ttl,
+        upstream,
     };
     let Some(sealed) = grants::seal_code(ctx.config, &code) else {
         return pages::error_page(500, "Server error", "Could not issue the code.");

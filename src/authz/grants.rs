@@ -19,6 +19,9 @@ pub struct Code {
     pub resource: String,
     pub sub: String,
     pub exp: u64,
+    /// The person's tokens at the upstream provider, sealed, when the gateway holds them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream: Option<String>,
 }
 
 /// A refresh token, sealed. `fam` names the grant (all tokens rotated from one code share it);
@@ -32,6 +35,9 @@ pub struct Refresh {
     pub resource: String,
     pub sub: String,
     pub exp: u64,
+    /// The upstream tokens as of this token's issue (the store may hold newer ones).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream: Option<String>,
 }
 
 /// A freshly minted access token and its id.
@@ -46,17 +52,21 @@ pub fn mint_access_token(
     client_id: &str,
     scope: &str,
     resource: &str,
+    grant: Option<&str>,
     now: u64,
 ) -> Option<AccessToken> {
     let jti = crate::random::id()?;
-    let mut claims = Claims::with_custom_claims(
-        json!({ "client_id": client_id, "scope": scope }),
-        Duration::from_secs(config.access_token_ttl),
-    )
-    .with_issuer(&config.issuer)
-    .with_subject(sub)
-    .with_audience(resource)
-    .with_jwt_id(&jti);
+    let mut custom = json!({ "client_id": client_id, "scope": scope });
+    if let (Some(grant), Some(obj)) = (grant, custom.as_object_mut()) {
+        // Names the grant whose upstream tokens the backend requests of this token carry.
+        obj.insert("grant".into(), json!(grant));
+    }
+    let mut claims =
+        Claims::with_custom_claims(custom, Duration::from_secs(config.access_token_ttl))
+            .with_issuer(&config.issuer)
+            .with_subject(sub)
+            .with_audience(resource)
+            .with_jwt_id(&jti);
     claims.issued_at = Some(UnixTimeStamp::from_secs(now));
     claims.invalid_before = None;
     claims.expires_at = Some(UnixTimeStamp::from_secs(now + config.access_token_ttl));

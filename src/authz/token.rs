@@ -8,6 +8,7 @@ use super::context::{json_error, method_not_allowed, too_many_requests, AuthRequ
 use super::grants::{self, AccessToken, Refresh};
 use super::scope;
 use super::state::{self, Rotation};
+use crate::federation::held;
 use crate::form::Params;
 use crate::http::Response;
 
@@ -156,7 +157,14 @@ fn authorization_code(ctx: &mut Ctx, auth: &Authenticated, form: &Params) -> Res
         }
         Err(_) => return unavailable(),
     }
+    // The upstream tokens the gateway holds for this grant (federated sign-in).
+    let held = match hold_upstream(ctx, &code.jti, code.upstream.as_deref()) {
+        Ok(held) => held,
+        Err(response) => return response,
+    };
+    let grant = held.as_ref().map(|_| code.jti.as_str());
     let refresh = auth.client.allows_grant("refresh_token").then(|| Refresh {
+        upstream: held.clone(),
         fam: code.jti.clone(),
         gen: 0,
         client_id: code.client_id.clone(),
@@ -165,7 +173,14 @@ fn authorization_code(ctx: &mut Ctx, auth: &Authenticated, form: &Params) -> Res
         sub: code.sub.clone(),
         exp: ctx.now + ctx.config.refresh_token_ttl,
     });
-    let access = match mint(ctx, &code.sub, &code.client_id, &code.scope, &code.resource) {
+    let access = match mint(
+        ctx,
+        &code.sub,
+        &code.client_id,
+        &code.scope,
+        &code.resource,
+        grant,
+    ) {
         Ok(access) => access,
         Err(response) => return response,
     };
@@ -215,7 +230,12 @@ fn refresh_token(ctx: &mut Ctx, auth: &Authenticated, form: &Params) -> Response
         None => old.scope.clone(),
     };
     let exp = ctx.now + ctx.config.refresh_token_ttl;
-    let access = match mint(ctx, &old.sub, &old.client_id, &scope, &old.resource) {
+    let held = match hold_upstream(ctx, &old.fam, old.upstream.as_deref()) {
+        Ok(held) => held,
+        Err(response) => return response,
+    };
+    let grant = held.as_ref().map(|_| old.fam.as_str());
+    let access = match mint(ctx, &old.sub, &old.client_id, &scope, &old.resource, grant) {
         Ok(access) => access,
         Err(response) => return response,
     };
@@ -232,6 +252,7 @@ fn refresh_token(ctx: &mut Ctx, auth: &Authenticated, form: &Params) -> Response
         gen: old.gen + 1,
         exp,
         scope: old.scope.clone(),
+        upstream: held,
         ..old.clone()
     };
     issue(ctx, access, &scope, Some(next))
@@ -267,7 +288,14 @@ fn client_credentials(ctx: &mut Ctx, auth: &Authenticated, form: &Params) -> Res
         Ok(r) => r,
         Err(response) => return response,
     };
-    let access = match mint(ctx, &client.client_id, &client.client_id, &scope, &resource) {
+    let access = match mint(
+        ctx,
+        &client.client_id,
+        &client.client_id,
+        &scope,
+        &resource,
+        None,
+    ) {
         Ok(access) => access,
         Err(response) => return response,
     };
@@ -280,9 +308,32 @@ fn mint(
     client_id: &str,
     scope: &str,
     resource: &str,
+    grant: Option<&str>,
 ) -> Result<AccessToken, Response> {
-    grants::mint_access_token(ctx.config, sub, client_id, scope, resource, ctx.now)
+    grants::mint_access_token(ctx.config, sub, client_id, scope, resource, grant, ctx.now)
         .ok_or_else(|| json_error(500, "server_error", "Could not sign the token"))
+}
+
+/// The newest upstream tokens of `grant` (sealed, to carry in the next refresh token), written
+/// to the store for backend requests. A grant whose provider refused a refresh is over: the
+/// client must sign in again.
+fn hold_upstream(
+    ctx: &mut Ctx,
+    grant: &str,
+    carried: Option<&str>,
+) -> Result<Option<String>, Response> {
+    let Some(sealed) = carried else {
+        return Ok(None);
+    };
+    let Some(tokens) = held::open(ctx.config, sealed) else {
+        return Err(invalid_grant("The grant is invalid"));
+    };
+    match held::current(ctx.store, ctx.config, grant, tokens) {
+        Ok(newest) => Ok(held::seal(ctx.config, &newest)),
+        Err(held::Dead) => Err(invalid_grant(
+            "The sign-in at the identity provider expired; sign in again",
+        )),
+    }
 }
 
 /// The token response (RFC 6749 §5.1).

@@ -69,6 +69,8 @@ pub struct Route {
     pub resource: String,
     /// A service credential (by name) to put on the backend requests of this route.
     pub backend_credential: Option<String>,
+    /// Put the signed-in person's upstream token on the backend requests of this route.
+    pub upstream_token: bool,
 }
 
 /// Names of the headers that carry the verified identity upstream.
@@ -234,6 +236,7 @@ fn build(
             scopes: vec![],
             resource: resource.clone(),
             backend_credential: None,
+            upstream_token: false,
         }],
         Some(routes) => routes
             .into_iter()
@@ -266,6 +269,19 @@ fn build(
                 ));
             }
         }
+    }
+    let mut authorization_server = authorization_server;
+    for (i, _) in routes.iter().enumerate().filter(|(_, r)| r.upstream_token) {
+        let upstream = authorization_server
+            .as_mut()
+            .and_then(|a| a.upstream.as_mut())
+            .ok_or_else(|| {
+                ConfigError::at(
+                    format!("routes[{i}].upstream_token"),
+                    "needs authorization_server.upstream (people sign in there)",
+                )
+            })?;
+        upstream.hold_tokens = true;
     }
     let scopes_supported = match raw.scopes_supported {
         Some(scopes) => {
@@ -656,6 +672,7 @@ fn build_route(
         scopes,
         resource: route_resource,
         backend_credential: raw.backend_credential,
+        upstream_token: raw.upstream_token.unwrap_or(false),
     })
 }
 

@@ -160,6 +160,8 @@ pub struct RawRoute {
     pub resource: Option<String>,
     #[serde(default)]
     pub backend_credential: Option<String>,
+    #[serde(default)]
+    pub upstream_token: Option<bool>,
 }
 
 #[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]

@@ -55,6 +55,8 @@ pub struct RawUpstream {
     pub base_scopes: Option<Vec<String>>,
     #[serde(default, deserialize_with = "opt_whole_number")]
     pub timeout_ms: Option<u64>,
+    #[serde(default)]
+    pub token_header: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -116,6 +118,21 @@ pub struct UpstreamConfig {
     /// With scope rules: the scopes everyone admitted may get.
     pub base_scopes: Vec<String>,
     pub timeout_ms: u64,
+    /// Keep the person's upstream tokens for the backend (some route has `upstream_token`).
+    pub hold_tokens: bool,
+    /// The backend request header that carries the upstream token (`authorization`: Bearer).
+    pub token_header: String,
+}
+
+impl UpstreamConfig {
+    /// The header to add to a backend request.
+    pub fn header_for(&self, token: &str) -> (String, String) {
+        if self.token_header == "authorization" {
+            (self.token_header.clone(), format!("Bearer {token}"))
+        } else {
+            (self.token_header.clone(), token.to_string())
+        }
+    }
 }
 
 impl UpstreamConfig {
@@ -324,6 +341,13 @@ pub fn build(
             "must be between 100 and 30000",
         ));
     }
+    let token_header = raw
+        .token_header
+        .unwrap_or_else(|| "authorization".into())
+        .to_ascii_lowercase();
+    if token_header != "authorization" {
+        super::header_name(&format!("{p}.token_header"), Some(token_header.clone()))?;
+    }
     let is_oidc = issuer.is_some();
     let use_userinfo = raw.use_userinfo.unwrap_or(!is_oidc);
     if use_userinfo && endpoints.as_ref().is_some_and(|e| e.userinfo.is_none()) {
@@ -352,6 +376,8 @@ pub fn build(
         scope_rules,
         base_scopes,
         timeout_ms,
+        hold_tokens: false,
+        token_header,
     })
 }
 

@@ -1,12 +1,13 @@
 //! The sign-in itself: the redirect to the provider, the callback, and each call's answer.
 
-use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use subtle::ConstantTimeEq;
 
 use super::documents::{self, Missing, KEYS_REFETCH_SECONDS};
+use super::held::{self, HeldTokens};
 use super::id_token::{self, IdTokenError};
 use super::identity::{self, Refusal};
 use super::{call_to, Answer, Step};
@@ -34,18 +35,13 @@ struct Flow {
     exp: u64,
 }
 
-/// What the provider gave back.
-struct Tokens {
-    id_token: Option<String>,
-}
-
 /// A sign-in between the callback and its end, carried from one call's answer to the next.
 /// It holds secrets, so its `Debug` shows none.
 pub struct SignIn {
     flow: Flow,
     endpoints: ProviderEndpoints,
-    access_token: String,
-    tokens: Tokens,
+    /// The token endpoint's answer (access, refresh and id tokens).
+    tokens: Map<String, Value>,
     claims: Option<Map<String, Value>>,
     keys_fetched: bool,
     userinfo_done: bool,
@@ -238,7 +234,7 @@ pub fn callback(ctx: &mut Ctx, upstream: &UpstreamConfig, req: &AuthRequest) -> 
         "application/x-www-form-urlencoded".to_string(),
     )];
     match upstream.client_auth {
-        ClientAuth::Basic => headers.push(("authorization".into(), basic_auth(upstream))),
+        ClientAuth::Basic => headers.push(("authorization".into(), super::basic_auth(upstream))),
         ClientAuth::Post => {
             fields.push(("client_id", &upstream.client_id));
             fields.push(("client_secret", &upstream.client_secret));
@@ -249,8 +245,7 @@ pub fn callback(ctx: &mut Ctx, upstream: &UpstreamConfig, req: &AuthRequest) -> 
     let sign_in = SignIn {
         flow: flow.clone(),
         endpoints,
-        access_token: String::new(),
-        tokens: Tokens { id_token: None },
+        tokens: Map::new(),
         claims: None,
         keys_fetched: false,
         userinfo_done: false,
@@ -269,17 +264,6 @@ pub fn callback(ctx: &mut Ctx, upstream: &UpstreamConfig, req: &AuthRequest) -> 
             finish(&flow, unreachable_page(upstream)).into()
         }
     }
-}
-
-/// RFC 6749 §2.3.1: both parts form-encoded, then Basic.
-fn basic_auth(upstream: &UpstreamConfig) -> String {
-    let encode = |s: &str| form::encode(&[("", s)]).trim_start_matches('=').to_string();
-    let pair = format!(
-        "{}:{}",
-        encode(&upstream.client_id),
-        encode(&upstream.client_secret)
-    );
-    format!("Basic {}", STANDARD.encode(pair))
 }
 
 /// Marks the flow's `state` used; `Ok(false)` if it already was.
@@ -329,8 +313,9 @@ fn finish(flow: &Flow, response: Response) -> Response {
 /// Goes on with a sign-in after one of its calls answered.
 pub fn resume(ctx: &mut Ctx, upstream: &UpstreamConfig, step: Step, answer: Answer) -> Reply {
     match step {
-        // The gateway caches discovery documents itself and handles the request again.
-        Step::Discovery => unreachable_page(upstream).into(),
+        // The gateway handles these itself: it caches the document or the refreshed token,
+        // then handles the request again.
+        Step::Discovery | Step::Refresh { .. } => unreachable_page(upstream).into(),
         Step::Exchange(mut sign_in) => {
             let tokens = answer.json_object().filter(|_| answer.ok());
             let Some(tokens) = tokens.filter(|t| !t.contains_key("error")) else {
@@ -349,20 +334,14 @@ pub fn resume(ctx: &mut Ctx, upstream: &UpstreamConfig, step: Step, answer: Answ
                 };
                 return finish(&sign_in.flow, page).into();
             };
-            let Some(access_token) = tokens.get("access_token").and_then(Value::as_str) else {
+            if !tokens.get("access_token").is_some_and(Value::is_string) {
                 return finish(
                     &sign_in.flow,
                     provider_failed(upstream, "answered without an access token."),
                 )
                 .into();
-            };
-            sign_in.access_token = access_token.to_string();
-            sign_in.tokens = Tokens {
-                id_token: tokens
-                    .get("id_token")
-                    .and_then(Value::as_str)
-                    .map(str::to_string),
-            };
+            }
+            sign_in.tokens = tokens;
             proceed(ctx, upstream, sign_in)
         }
         Step::Keys(mut sign_in) => {
@@ -409,7 +388,8 @@ pub fn resume(ctx: &mut Ctx, upstream: &UpstreamConfig, step: Step, answer: Answ
 /// The next thing a sign-in needs: the keys, the id_token checked, userinfo, then the verdict.
 fn proceed(ctx: &mut Ctx, upstream: &UpstreamConfig, mut sign_in: Box<SignIn>) -> Reply {
     if let (Some(issuer), None) = (&upstream.issuer, &sign_in.claims) {
-        let Some(id_token) = sign_in.tokens.id_token.clone() else {
+        let id_token = sign_in.tokens.get("id_token").and_then(Value::as_str);
+        let Some(id_token) = id_token.map(str::to_string) else {
             return finish(
                 &sign_in.flow,
                 provider_failed(upstream, "answered without an id_token."),
@@ -455,9 +435,14 @@ fn proceed(ctx: &mut Ctx, upstream: &UpstreamConfig, mut sign_in: Box<SignIn>) -
         let Some(userinfo) = sign_in.endpoints.userinfo.clone() else {
             return finish(&sign_in.flow, unreachable_page(upstream)).into();
         };
+        let access_token = sign_in
+            .tokens
+            .get("access_token")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
         let bearer = vec![(
             "authorization".to_string(),
-            format!("Bearer {}", sign_in.access_token),
+            format!("Bearer {access_token}"),
         )];
         return call_or_fail(upstream, &userinfo, bearer, Step::Userinfo, sign_in);
     }
@@ -466,11 +451,23 @@ fn proceed(ctx: &mut Ctx, upstream: &UpstreamConfig, mut sign_in: Box<SignIn>) -
     let response = match identity::admit(upstream, &claims) {
         Ok(identity) => {
             let may_grant = identity.may_grant;
-            authorize::issue_code(ctx, pending, &identity.subject, &|scope: &str| {
-                may_grant
-                    .as_ref()
-                    .is_none_or(|list| list.iter().any(|s| s == scope))
-            })
+            // Held for the backend: sealed into our code, then into the grant.
+            let held = upstream
+                .hold_tokens
+                .then(|| HeldTokens::from_answer(&sign_in.tokens, ctx.now, None))
+                .flatten()
+                .and_then(|tokens| held::seal(ctx.config, &tokens));
+            authorize::issue_code(
+                ctx,
+                pending,
+                &identity.subject,
+                &|scope: &str| {
+                    may_grant
+                        .as_ref()
+                        .is_none_or(|list| list.iter().any(|s| s == scope))
+                },
+                held,
+            )
         }
         Err(Refusal(why)) => {
             log::info!("mcp-oauth: upstream sign-in refused: {why}");

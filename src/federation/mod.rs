@@ -12,6 +12,7 @@
 
 pub mod documents;
 pub mod flow;
+pub mod held;
 pub mod id_token;
 pub mod identity;
 
@@ -41,6 +42,9 @@ pub enum Step {
     Keys(Box<flow::SignIn>),
     /// Userinfo claims.
     Userinfo(Box<flow::SignIn>),
+    /// A held upstream token refreshed for a backend request of this grant: store the
+    /// answer, then handle the request again.
+    Refresh { grant: String },
 }
 
 impl Step {
@@ -51,6 +55,7 @@ impl Step {
             Step::Exchange(_) => "code exchange",
             Step::Keys(_) => "keys",
             Step::Userinfo(_) => "userinfo",
+            Step::Refresh { .. } => "token refresh",
         }
     }
 }
@@ -75,6 +80,25 @@ impl Answer<'_> {
             _ => None,
         }
     }
+}
+
+/// RFC 6749 §2.3.1: both parts form-encoded, then Basic.
+fn basic_auth(upstream: &UpstreamConfig) -> String {
+    use base64::Engine;
+    let encode = |s: &str| {
+        crate::form::encode(&[("", s)])
+            .trim_start_matches('=')
+            .to_string()
+    };
+    let pair = format!(
+        "{}:{}",
+        encode(&upstream.client_id),
+        encode(&upstream.client_secret)
+    );
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(pair)
+    )
 }
 
 /// A call to `url` through the cluster configured for its host.

@@ -615,3 +615,219 @@ fn bad_upstream_config_names_the_field() {
         assert_eq!(err.path, field, "{err}");
     }
 }
+
+/// A sign-in whose upstream tokens the gateway holds; returns our access and refresh tokens.
+fn signed_in_with_held_tokens(
+    gw: &Gateway,
+    store: &mut MemoryStore,
+    idp: &Provider,
+) -> (String, String) {
+    super::documents::accept_keys(
+        store,
+        Answer {
+            status: Some(200),
+            body: &answer(200, &idp.jwks()),
+        },
+        NOW,
+    );
+    let (params, cookie) = start(gw, store);
+    let exchange = callback(gw, store, params.get("state").unwrap(), &cookie);
+    let id_token = idp.id_token(json!({"sub": "u-1", "nonce": params.get("nonce").unwrap(),
+        "email": "a@example.com", "email_verified": true}));
+    let tokens = answer(
+        200,
+        &json!({"access_token": "up-at-1", "refresh_token": "up-rt-1",
+        "expires_in": 300, "id_token": id_token}),
+    );
+    let done = respond(resume(gw, store, exchange.step, Some(200), &tokens));
+    let back = query(done.header("location").unwrap());
+    let form = crate::form::encode(&[
+        ("grant_type", "authorization_code"),
+        ("code", back.get("code").unwrap()),
+        ("redirect_uri", REDIRECT),
+        ("code_verifier", VERIFIER),
+        ("client_id", "trusted"),
+    ]);
+    let req = Request {
+        content_type: Some("application/x-www-form-urlencoded"),
+        ..request("POST", "/oauth/token", None)
+    };
+    let r = respond(
+        gw.decide_with_body(&req, form.as_bytes(), NOW, store)
+            .action,
+    );
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let body: Value = serde_json::from_slice(&r.body).unwrap();
+    (
+        body["access_token"].as_str().unwrap().to_string(),
+        body["refresh_token"].as_str().unwrap().to_string(),
+    )
+}
+
+fn mcp_call(gw: &Gateway, store: &mut MemoryStore, token: &str, now: u64) -> Action {
+    let bearer = format!("Bearer {token}");
+    let req = Request {
+        authorization: vec![&bearer],
+        ..request("GET", "/mcp", None)
+    };
+    gw.decide(&req, now, store).action
+}
+
+fn forwarded_authorization(action: Action) -> String {
+    match action {
+        Action::Forward { headers, .. } => headers
+            .into_iter()
+            .find(|(n, _)| n == "authorization")
+            .map(|(_, v)| v)
+            .expect("an authorization header for the backend"),
+        other => panic!("expected forward, got {other:?}"),
+    }
+}
+
+fn held_gateway() -> Gateway {
+    let signing: Value =
+        serde_json::from_str(&ES256KeyPair::generate().with_key_id("k1").to_jwk()).unwrap();
+    let cfg = json!({
+        "resource": format!("{ORIGIN}/mcp"),
+        "routes": [{"prefix": "/mcp", "upstream_token": true}],
+        "authorization_server": {
+            "signing_keys": [{"jwk": signing}],
+            "sealing_keys": [{"kid": "s1", "value_base64url": URL_SAFE_NO_PAD.encode([7u8; 32])}],
+            "scopes": [{"name": "mcp:tools", "description": "Use the tools"}, {"name": "mcp:admin", "description": "Administer"}],
+            "clients": [{"client_id": "trusted", "redirect_uris": [REDIRECT], "skip_consent": true}],
+            "upstream": upstream_section(json!({}))
+        }
+    });
+    let (config, verifier) = config::parse(cfg.to_string().as_bytes(), &|_| None).unwrap();
+    Gateway { config, verifier }
+}
+
+#[test]
+fn held_upstream_tokens_reach_the_backend_and_are_refreshed_before_they_expire() {
+    let gw = held_gateway();
+    let idp = Provider::new();
+    let mut store = MemoryStore::default();
+    let (access, _) = signed_in_with_held_tokens(&gw, &mut store, &idp);
+    // Our token never reaches the backend; the upstream one does.
+    assert_eq!(
+        forwarded_authorization(mcp_call(&gw, &mut store, &access, NOW + 1)),
+        "Bearer up-at-1"
+    );
+    // Near expiry, one request refreshes it.
+    let refresh = call(mcp_call(&gw, &mut store, &access, NOW + 250));
+    let form = Params::parse(refresh.body.as_deref().unwrap()).unwrap();
+    assert_eq!(form.get("grant_type"), Some("refresh_token"));
+    assert_eq!(form.get("refresh_token"), Some("up-rt-1"));
+    // Meanwhile, others use the still valid token instead of racing the refresh.
+    assert_eq!(
+        forwarded_authorization(mcp_call(&gw, &mut store, &access, NOW + 250)),
+        "Bearer up-at-1"
+    );
+    let bearer = format!("Bearer {access}");
+    let req = Request {
+        authorization: vec![&bearer],
+        ..request("GET", "/mcp", None)
+    };
+    let new_tokens = answer(
+        200,
+        &json!({"access_token": "up-at-2", "refresh_token": "up-rt-2", "expires_in": 300}),
+    );
+    let after = gw.resume_upstream(
+        &req,
+        None,
+        refresh.step,
+        Answer {
+            status: Some(200),
+            body: &new_tokens,
+        },
+        NOW + 250,
+        &mut store,
+    );
+    assert_eq!(forwarded_authorization(after.action), "Bearer up-at-2");
+    assert_eq!(
+        forwarded_authorization(mcp_call(&gw, &mut store, &access, NOW + 260)),
+        "Bearer up-at-2"
+    );
+}
+
+#[test]
+fn a_refused_upstream_refresh_ends_the_grant_with_a_401_and_our_refresh_fails() {
+    let gw = held_gateway();
+    let idp = Provider::new();
+    let mut store = MemoryStore::default();
+    let (access, refresh_token) = signed_in_with_held_tokens(&gw, &mut store, &idp);
+    let refresh = call(mcp_call(&gw, &mut store, &access, NOW + 299));
+    let bearer = format!("Bearer {access}");
+    let req = Request {
+        authorization: vec![&bearer],
+        ..request("GET", "/mcp", None)
+    };
+    let refused = br#"{"error":"invalid_grant"}"#;
+    let after = gw.resume_upstream(
+        &req,
+        None,
+        refresh.step,
+        Answer {
+            status: Some(400),
+            body: refused,
+        },
+        NOW + 299,
+        &mut store,
+    );
+    let r = respond(after.action);
+    assert_eq!(r.status, 401);
+    assert!(r
+        .header("www-authenticate")
+        .unwrap()
+        .contains("invalid_token"));
+    // Our refresh token no longer yields tokens: the client must sign in again.
+    let form = crate::form::encode(&[
+        ("grant_type", "refresh_token"),
+        ("refresh_token", &refresh_token),
+        ("client_id", "trusted"),
+    ]);
+    let req = Request {
+        content_type: Some("application/x-www-form-urlencoded"),
+        ..request("POST", "/oauth/token", None)
+    };
+    let r = respond(
+        gw.decide_with_body(&req, form.as_bytes(), NOW + 300, &mut store)
+            .action,
+    );
+    assert_eq!(r.status, 400);
+    assert!(String::from_utf8_lossy(&r.body).contains("invalid_grant"));
+}
+
+#[test]
+fn held_tokens_survive_a_lost_store_through_our_refresh_token() {
+    let gw = held_gateway();
+    let idp = Provider::new();
+    let mut store = MemoryStore::default();
+    let (_, refresh_token) = signed_in_with_held_tokens(&gw, &mut store, &idp);
+    // A restart: shared data is gone. Our refresh token carries the sealed upstream tokens.
+    let mut fresh = MemoryStore::default();
+    let form = crate::form::encode(&[
+        ("grant_type", "refresh_token"),
+        ("refresh_token", &refresh_token),
+        ("client_id", "trusted"),
+    ]);
+    let req = Request {
+        content_type: Some("application/x-www-form-urlencoded"),
+        ..request("POST", "/oauth/token", None)
+    };
+    let r = respond(
+        gw.decide_with_body(&req, form.as_bytes(), NOW + 10, &mut fresh)
+            .action,
+    );
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let body: Value = serde_json::from_slice(&r.body).unwrap();
+    let access = body["access_token"].as_str().unwrap();
+    assert!(
+        !body.to_string().contains("up-at-1"),
+        "upstream tokens never reach the client in the clear"
+    );
+    assert_eq!(
+        forwarded_authorization(mcp_call(&gw, &mut fresh, access, NOW + 11)),
+        "Bearer up-at-1"
+    );
+}

@@ -32,7 +32,7 @@ fn method_label(method: &str) -> &'static str {
     }
 }
 
-const DENIAL_REASONS: [&str; 8] = [
+const DENIAL_REASONS: [&str; 9] = [
     "client_denied",
     "session_mismatch",
     "missing_token",
@@ -41,15 +41,17 @@ const DENIAL_REASONS: [&str; 8] = [
     "insufficient_scope",
     "bad_request",
     "keys_unavailable",
+    "no_upstream_token",
 ];
 
-const AUTHZ_ENDPOINTS: [&str; 6] = [
+const AUTHZ_ENDPOINTS: [&str; 7] = [
     "authorize",
     "token",
     "register",
     "revoke",
     "introspect",
     "jwks",
+    "callback",
 ];
 
 /// Counter ids, defined once per VM.

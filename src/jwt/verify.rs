@@ -74,6 +74,9 @@ pub struct VerifiedToken {
     pub issued_at: Option<u64>,
     pub jwt_id: Option<String>,
     pub audiences: Vec<String>,
+    /// The grant our authorization server issued this token under (its `grant` claim), naming
+    /// the upstream tokens held for it.
+    pub grant: Option<String>,
 }
 
 /// Why a token was refused. Descriptions are safe to show the client: they never echo the token.
@@ -153,6 +156,8 @@ struct AccessClaims {
     client_id: Option<Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     azp: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    grant: Option<Value>,
 }
 
 /// Only `iss`, read before verification to choose the issuer's keys.
@@ -354,6 +359,11 @@ fn finish(claims: JWTClaims<AccessClaims>) -> Result<VerifiedToken, TokenError> 
         issued_at: claims.issued_at.map(|t| t.as_secs()),
         jwt_id: claims.jwt_id,
         audiences,
+        grant: custom
+            .grant
+            .as_ref()
+            .and_then(Value::as_str)
+            .map(str::to_string),
     })
 }
 

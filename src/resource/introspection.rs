@@ -102,6 +102,7 @@ pub fn cached(store: &dyn Store, token_key: &str, now: u64) -> Option<Known> {
             issued_at: a.iat,
             jwt_id: a.jti,
             audiences: a.aud,
+            grant: None,
         }),
         (None, true) => Known::Unavailable,
         (None, false) => Known::Inactive,

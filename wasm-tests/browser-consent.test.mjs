@@ -10,8 +10,8 @@ import assert from "node:assert/strict";
 import http from "node:http";
 import { existsSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
-import { chromium } from "playwright-core";
 import { startEnvoy, withLog } from "./lib/envoy.mjs";
+import { openBrowser, newContext } from "./lib/idp-browser.mjs";
 import { startEverything } from "./lib/backends.mjs";
 import { TESTS_DIR } from "./lib/paths.mjs";
 import {
@@ -27,7 +27,6 @@ import {
   tokenRequest,
 } from "./lib/authz.mjs";
 
-const CHROMIUM = process.env.CHROMIUM_PATH || "/usr/bin/chromium";
 const ARTIFACTS = join(TESTS_DIR, "artifacts");
 const CLIENT_NAME = "Browser Test App";
 const SCOPE_WORDS = "Use the tools of the everything server";
@@ -58,7 +57,6 @@ async function startCallback() {
 }
 
 before(async () => {
-  if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} not found: apt-get install -y chromium (or set CHROMIUM_PATH)`);
   m = await authServerMaterial();
   [everything, callback] = await Promise.all([startEverything("streamableHttp"), startCallback()]);
   [envoy, browser] = await Promise.all([
@@ -77,13 +75,10 @@ before(async () => {
         },
       }),
     }),
-    chromium.launch({
-      executablePath: CHROMIUM,
-      args: ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-    }),
+    openBrowser(), // Debian's Chromium (CHROMIUM_PATH), throws if it is missing
   ]);
   origin = envoy.origin;
-  context = await browser.newContext({ ignoreHTTPSErrors: true, viewport: { width: 900, height: 900 } });
+  context = await newContext(browser, { viewport: { width: 900, height: 900 } }); // accepts the test CA
   mkdirSync(ARTIFACTS, { recursive: true });
 });
 
@@ -217,7 +212,7 @@ T("same browser, second authorization: straight to consent (still signed in); De
 });
 
 T("a wrong password in the browser: the sign-in page again with an error message, no callback", async () => {
-  const fresh = await browser.newContext({ ignoreHTTPSErrors: true });
+  const fresh = await newContext(browser);
   try {
     const page = await fresh.newPage();
     const before = callback.hits.length;

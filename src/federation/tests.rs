@@ -831,3 +831,83 @@ fn held_tokens_survive_a_lost_store_through_our_refresh_token() {
         "Bearer up-at-1"
     );
 }
+
+#[test]
+fn beside_built_in_users_the_sign_in_page_offers_the_provider() {
+    let signing: Value =
+        serde_json::from_str(&ES256KeyPair::generate().with_key_id("k1").to_jwk()).unwrap();
+    let cfg = json!({
+        "resource": format!("{ORIGIN}/mcp"),
+        "authorization_server": {
+            "signing_keys": [{"jwk": signing}],
+            "sealing_keys": [{"kid": "s1", "value_base64url": URL_SAFE_NO_PAD.encode([7u8; 32])}],
+            "scopes": [{"name": "mcp:tools", "description": "Use the tools"}, {"name": "mcp:admin", "description": "Administer"}],
+            "users": [{"username": "local", "password_hash": crate::secret_hash::SecretHash::pbkdf2_of(b"pw", b"saltsalt", 10_000)}],
+            "clients": [{"client_id": "app", "client_name": "The App", "redirect_uris": [REDIRECT]}],
+            "upstream": upstream_section(json!({}))
+        }
+    });
+    let (config, verifier) = config::parse(cfg.to_string().as_bytes(), &|_| None).unwrap();
+    let gw = Gateway { config, verifier };
+    let mut store = MemoryStore::default();
+    let r = respond(
+        gw.decide(
+            &request("GET", &authorize_path("app"), None),
+            NOW,
+            &mut store,
+        )
+        .action,
+    );
+    assert_eq!(r.status, 200);
+    let html = String::from_utf8(r.body.clone()).unwrap();
+    assert!(
+        html.contains("type=\"password\""),
+        "the built-in sign-in form"
+    );
+    assert!(
+        html.contains("value=\"upstream\""),
+        "and the provider's button"
+    );
+    let csrf_cookie = r
+        .header("set-cookie")
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let field = |name: &str| {
+        let marker = format!("name=\"{name}\" value=\"");
+        let start = html.find(&marker).unwrap() + marker.len();
+        html[start..][..html[start..].find('"').unwrap()].to_string()
+    };
+    let (sealed, csrf) = (field("request"), field("csrf"));
+    let post = |action: &str, store: &mut MemoryStore| {
+        let body =
+            crate::form::encode(&[("request", &sealed), ("csrf", &csrf), ("action", action)]);
+        let req = Request {
+            content_type: Some("application/x-www-form-urlencoded"),
+            ..request("POST", "/oauth/authorize", Some(&csrf_cookie))
+        };
+        respond(
+            gw.decide_with_body(&req, body.as_bytes(), NOW, store)
+                .action,
+        )
+    };
+    // The provider's button: a client needing consent sees it first ...
+    let consent = post("upstream", &mut store);
+    assert_eq!(consent.status, 200);
+    assert!(String::from_utf8_lossy(&consent.body).contains("value=\"continue_upstream\""));
+    // ... then goes to the provider.
+    let to_provider = post("continue_upstream", &mut store);
+    assert_eq!(to_provider.status, 302);
+    assert!(to_provider
+        .header("location")
+        .unwrap()
+        .starts_with(&format!("{IDP}/auth?")));
+    // Deny needs no sign-in.
+    let denied = post("deny", &mut store);
+    assert_eq!(
+        query(denied.header("location").unwrap()).get("error"),
+        Some("access_denied")
+    );
+}

@@ -22,7 +22,8 @@ pub struct Code {
 }
 
 /// A refresh token, sealed. `fam` names the grant (all tokens rotated from one code share it);
-/// `gen` is its place in the rotation.
+/// `gen` is its place in the rotation; `iat` when it was issued (0 in tokens issued before it
+/// was recorded), which tells two tokens of one generation apart after a restart.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Refresh {
     pub fam: String,
@@ -32,6 +33,8 @@ pub struct Refresh {
     pub resource: String,
     pub sub: String,
     pub exp: u64,
+    #[serde(default)]
+    pub iat: u64,
 }
 
 /// A freshly minted access token and its id.

@@ -22,16 +22,12 @@ import { freePort, waitFor, sleep } from "./lib/procs.mjs";
 import { assertChallenge, assertOAuthError } from "./lib/assertions.mjs";
 import { keyPair, mint, tamperSignature } from "./lib/tokens.mjs";
 import {
-  Agent,
   CookieJar,
   assertTokenResponse,
   authServerMaterial,
-  authorizeFlow,
-  authorizeUrl,
-  describeFlow,
+  codeFlow as sharedCodeFlow,
   es256PrivateJwk,
   jwtParts,
-  pkce,
   randomSecret,
   register,
   tokenRequest,
@@ -42,17 +38,26 @@ const REDIRECT = "http://127.0.0.1:45681/callback"; // nothing listens: the test
 
 // ---------------------------------------------------------------- shared helpers
 
-/** A test whose failure message carries the log tails of the Envoys `envoys()` returns at that moment. */
-const testWithLogs = (envoys) => (name, fn) =>
-  test(name, async (t) => {
-    try {
-      await fn(t);
-    } catch (e) {
-      await withLog(envoys(), () => {
-        throw e;
-      });
-    }
-  });
+/**
+ * A test whose failure message carries the log tails of the Envoys `envoys()` returns when it
+ * fails (a test may replace an Envoy), and `extra()`.
+ */
+const testWithLogs =
+  (envoys, extra = () => undefined) =>
+  (name, fn) =>
+    test(name, async (t) => {
+      try {
+        await fn(t);
+      } catch (e) {
+        await withLog(
+          envoys(),
+          () => {
+            throw e;
+          },
+          extra(),
+        );
+      }
+    });
 
 /** POST /mcp (an MCP initialize) with an id the echo backend records; returns the response and what the backend saw. */
 async function callMcp(origin, echo, token, extraHeaders = {}) {
@@ -103,33 +108,8 @@ function authServer(m, { signingKeys } = {}) {
   };
 }
 
-/** Sign in (if the jar has no session) and approve at `origin`; redeem the code. Returns the token response and the pages shown. */
-async function codeFlow(origin, resource, { jar, client_id = "faults-app", user, basic } = {}) {
-  const pk = pkce();
-  const state = randomSecret(12);
-  const url = authorizeUrl(origin, {
-    response_type: "code",
-    client_id,
-    redirect_uri: REDIRECT,
-    scope: SCOPE,
-    state,
-    code_challenge: pk.challenge,
-    code_challenge_method: "S256",
-    resource,
-  });
-  const agent = new Agent(origin, { jar });
-  const flow = await authorizeFlow(agent, url, { username: user.username, password: user.password });
-  assert.ok(flow.location, `no redirect to the client\n${describeFlow(flow)}`);
-  const code = flow.params.get("code");
-  assert.ok(code, `no code: ${flow.location}`);
-  assert.equal(flow.params.get("state"), state);
-  const res = await tokenRequest(
-    origin,
-    { grant_type: "authorization_code", code, redirect_uri: REDIRECT, code_verifier: pk.verifier, resource, ...(basic ? {} : { client_id }) },
-    basic ? { basic } : undefined,
-  );
-  return { tokens: assertTokenResponse(res, { refresh: true, scope: SCOPE, note: "code exchange" }), pages: flow.pages.map((p) => p.kind) };
-}
+/** The code flow of lib/authz.mjs with this file's redirect URI and scope; `client_id` defaults to the configured app. */
+const codeFlow = (origin, resource, { client_id = "faults-app", ...opts }) => sharedCodeFlow(origin, resource, { client_id, redirect: REDIRECT, scope: SCOPE, ...opts });
 
 async function refreshOk(origin, refresh_token, { client_id = "faults-app", note = "refresh" } = {}) {
   const res = await tokenRequest(origin, { grant_type: "refresh_token", refresh_token, client_id });
@@ -375,16 +355,10 @@ describe("backend down and back (built-in authorization server in front of an ec
 describe("Envoy restart: same config and keys, new process", () => {
   let m, echo, envoy, origin, resource, listenerPort, pluginConfig, oldPid;
   let oldLog = "";
-  const T = (name, fn) =>
-    test(name, async (t) => {
-      try {
-        await fn(t);
-      } catch (e) {
-        await withLog([envoy], () => {
-          throw e;
-        }, oldLog ? `Envoy before the restart:\n${oldLog}` : undefined);
-      }
-    });
+  const T = testWithLogs(
+    () => [envoy],
+    () => (oldLog ? `Envoy before the restart:\n${oldLog}` : undefined),
+  );
   const jar = new CookieJar();
   const before_ = {}; // what the old process issued
   const userIdentity = (client_id = "faults-app") => ({ sub: m.user.subject, client_id, iss: origin });

@@ -442,13 +442,14 @@ mod tests {
 
     #[test]
     fn a_later_generation_issued_after_our_rotation_is_a_rotation_elsewhere() {
-        // Replicas: generation 4 was issued at 200 here; the client rotated it at another
-        // replica (generation 5, issued at 230) and comes back with generation 5.
+        // Replicas: generation 1 was issued here at 200; the client rotated it at another
+        // replica (generation 2, issued at 230) and comes back with generation 2.
         let mut s = MemoryStore::default();
         start_family(&mut s, "f", 1000, "at0", 100).unwrap();
         assert_eq!(present(&mut s, 0, 100, 200, "a"), Rotation::Rotated);
         assert_eq!(present(&mut s, 2, 230, 240, "b"), Rotation::Rotated);
-        // A replica whose clock is a little behind: within the allowed skew, not reuse.
+        // Generation 3 was issued here at 240; generation 4 comes from a replica whose clock is
+        // a little behind: within the allowed skew, not reuse.
         assert_eq!(
             present(&mut s, 4, 240 - CLOCK_SKEW_SECONDS, 250, "c"),
             Rotation::Rotated

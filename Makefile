@@ -7,6 +7,7 @@
 #   make test         setup, lint, unit, wasm, e2e (what CI runs)
 #   make check-config CONFIG=file.json
 #   make bench        side-by-side benchmark (no filter, no-op Wasm, jwt_authn, ours; MCP body inspection): BENCHMARKS.md (not in test)
+#   make soak         soak test: 200k mixed requests at concurrency 64, flat memory, revocations hold (not in test)
 #
 # Reruns are cheap: installs are guarded by stamp files that depend on the lock files.
 
@@ -98,3 +99,11 @@ distclean: clean
 .PHONY: bench
 bench: $(VENV_STAMP) $(NODE_STAMP) wasm
 	ENVOY_BIN=$(ENVOY_BIN) MCP_OAUTH_WASM=$(abspath $(WASM)) BENCH_COMMAND="make bench" bash bench/bench.sh
+
+# Soak test (bench/soak.mjs): one Envoy with the filter and its authorization server on loopback,
+# SOAK_REQUESTS (200000) valid/expired/forged/missing-token requests and token-endpoint calls at
+# SOAK_CONCURRENCY (64); fails on any unexpected status, VmRSS drifting more than 10% after the
+# warm-up, or a mid-run revocation not holding at the end. Not part of `make test`.
+.PHONY: soak
+soak: $(VENV_STAMP) $(NODE_STAMP) wasm
+	ENVOY_BIN=$(ENVOY_BIN) MCP_OAUTH_WASM=$(abspath $(WASM)) node bench/soak.mjs

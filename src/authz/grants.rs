@@ -25,7 +25,8 @@ pub struct Code {
 }
 
 /// A refresh token, sealed. `fam` names the grant (all tokens rotated from one code share it);
-/// `gen` is its place in the rotation.
+/// `gen` is its place in the rotation; `iat` when it was issued (0 in tokens issued before it
+/// was recorded), which tells two tokens of one generation apart after a restart.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Refresh {
     pub fam: String,
@@ -35,6 +36,8 @@ pub struct Refresh {
     pub resource: String,
     pub sub: String,
     pub exp: u64,
+    #[serde(default)]
+    pub iat: u64,
     /// The upstream tokens as of this token's issue (the store may hold newer ones).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub upstream: Option<String>,

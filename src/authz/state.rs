@@ -61,6 +61,10 @@ fn family_key(family: &str) -> String {
     format!("{PREFIX}:rt:{family}")
 }
 
+/// How far apart two replicas' clocks may be. Only used to compare a refresh token's issue time
+/// with a rotation this Envoy recorded: within this margin, no reuse is inferred.
+pub const CLOCK_SKEW_SECONDS: u64 = 5;
+
 /// Result of presenting a refresh token of generation `generation`.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Rotation {
@@ -71,17 +75,104 @@ pub enum Rotation {
     Revoked,
 }
 
-/// A family record: `<generation|revoked> <expiry> <id of the last access token issued>`.
-/// The access token id lets a revocation of the grant stop its live access token too.
-fn family_value(state: &str, expires_at: u64, access_jti: &str) -> Vec<u8> {
-    format!("{state} {expires_at} {access_jti}").into_bytes()
+/// The refresh token being presented: its family, its generation, and when it was issued
+/// (`issued_at` 0: a token from before refresh tokens carried their issue time).
+#[derive(Debug, Clone, Copy)]
+pub struct Presented<'a> {
+    pub family: &'a str,
+    pub generation: u64,
+    pub issued_at: u64,
 }
 
-fn last_access_jti(value: &[u8]) -> Option<String> {
-    String::from_utf8_lossy(value)
-        .split(' ')
-        .nth(2)
-        .map(str::to_string)
+/// What a rotation hands out: the next refresh token (issued at `now`, valid until
+/// `expires_at`) and an access token (`access_jti`, valid until `access_expires_at`).
+#[derive(Debug, Clone, Copy)]
+pub struct Issued<'a> {
+    pub now: u64,
+    pub expires_at: u64,
+    pub access_jti: &'a str,
+    pub access_expires_at: u64,
+}
+
+/// A family record: `<generation|revoked> <expiry> <id of the last access token issued>
+/// <issue time of the current generation's refresh token>`. The access token id lets a
+/// revocation of the grant stop its live access token too; the issue time (0: unknown, a
+/// record written before it was kept) tells the token this Envoy issued for the current
+/// generation from any other token of the family.
+struct Family {
+    /// `None`: revoked.
+    generation: Option<u64>,
+    expires_at: u64,
+    access_jti: String,
+    issued_at: u64,
+}
+
+impl Family {
+    fn parse(value: &[u8]) -> Option<Family> {
+        let text = String::from_utf8_lossy(value);
+        let mut parts = text.split(' ');
+        let generation = match parts.next()? {
+            "revoked" => None,
+            n => Some(n.parse().ok()?),
+        };
+        let expires_at = parts.next().and_then(|e| e.parse().ok()).unwrap_or(0);
+        let access_jti = parts.next().unwrap_or("-").to_string();
+        let issued_at = parts.next().and_then(|t| t.parse().ok()).unwrap_or(0);
+        Some(Family {
+            generation,
+            expires_at,
+            access_jti,
+            issued_at,
+        })
+    }
+
+    fn encode(&self) -> Vec<u8> {
+        let state = self
+            .generation
+            .map_or_else(|| "revoked".to_string(), |g| g.to_string());
+        format!(
+            "{state} {} {} {}",
+            self.expires_at, self.access_jti, self.issued_at
+        )
+        .into_bytes()
+    }
+
+    fn revoked(&self) -> Family {
+        Family {
+            generation: None,
+            expires_at: self.expires_at,
+            access_jti: self.access_jti.clone(),
+            issued_at: self.issued_at,
+        }
+    }
+
+    /// Whether `presented` may rotate this family. Besides the plain rule (an older generation
+    /// is reuse), two cases prove that a token of the family was used twice even though this
+    /// Envoy never saw the first use (it restarted, or the first use went to another replica):
+    /// - the current generation, but not the token this Envoy issued for it: two tokens of one
+    ///   generation exist, so the generation before was redeemed twice;
+    /// - a later generation, issued before this Envoy issued the current one: the generation
+    ///   before the current one had already been redeemed elsewhere when it was redeemed here.
+    ///
+    /// A later generation issued after that is a rotation at another replica, and is accepted.
+    fn accepts(&self, presented: &Presented) -> Rotation {
+        let Some(current) = self.generation else {
+            return Rotation::Revoked;
+        };
+        let known = presented.issued_at != 0 && self.issued_at != 0;
+        let fork = if presented.generation < current {
+            true
+        } else if presented.generation == current {
+            known && presented.issued_at != self.issued_at
+        } else {
+            known && presented.issued_at.saturating_add(CLOCK_SKEW_SECONDS) < self.issued_at
+        };
+        if fork {
+            Rotation::Reused
+        } else {
+            Rotation::Rotated
+        }
+    }
 }
 
 pub fn start_family(
@@ -89,50 +180,55 @@ pub fn start_family(
     family: &str,
     expires_at: u64,
     access_jti: &str,
+    now: u64,
 ) -> Result<(), StoreError> {
-    store.set(
-        &family_key(family),
-        &family_value("0", expires_at, access_jti),
-        None,
-    )
+    let record = Family {
+        generation: Some(0),
+        expires_at,
+        access_jti: access_jti.to_string(),
+        issued_at: now,
+    };
+    store.set(&family_key(family), &record.encode(), None)
 }
 
-/// Moves the family past `generation`, recording `access_jti` as its live access token; on
-/// reuse, revokes the family and that live access token (until `access_expires_at`).
+/// Moves the family past the presented generation, recording the access token and the time of
+/// the refresh token issued now; on reuse, revokes the family and its live access token (until
+/// `issued.access_expires_at`).
+///
+/// A family this Envoy has no record of (it restarted since the family was last used here, or
+/// the family was used at another replica) is adopted: the presented token is accepted, since
+/// its seal proves it genuine, and tracked from here. If it was a superseded token, the token
+/// that superseded it is refused as reuse when it comes back (see [`Family::accepts`]), which
+/// revokes the grant, including the access token the adopted token got.
 pub fn rotate_family(
     store: &mut dyn Store,
-    family: &str,
-    generation: u64,
-    expires_at: u64,
-    access_jti: &str,
-    access_expires_at: u64,
+    presented: &Presented,
+    issued: &Issued,
 ) -> Result<Rotation, StoreError> {
     let mut previous_access = None;
-    let rotation = update(store, &family_key(family), |current| {
-        let text = current.map(|v| String::from_utf8_lossy(v).into_owned());
-        let next = family_value(&(generation + 1).to_string(), expires_at, access_jti);
-        previous_access = current.and_then(last_access_jti);
-        match text.as_deref().and_then(|t| t.split(' ').next()) {
-            Some("revoked") => (None, Rotation::Revoked),
-            Some(current) => match current.parse::<u64>() {
-                Ok(current) if current > generation => {
-                    let revoked = family_value(
-                        "revoked",
-                        expires_at,
-                        previous_access.as_deref().unwrap_or("-"),
-                    );
-                    (Some(revoked), Rotation::Reused)
-                }
-                _ => (Some(next), Rotation::Rotated),
-            },
-            // Unknown family: this Envoy restarted since it was issued; the sealed token is
-            // genuine, so accept it and start tracking from here.
-            None => (Some(next), Rotation::Rotated),
+    let rotation = update(store, &family_key(presented.family), |current| {
+        let record = current.and_then(Family::parse);
+        previous_access = record.as_ref().map(|r| r.access_jti.clone());
+        let verdict = record
+            .as_ref()
+            .map_or(Rotation::Rotated, |r| r.accepts(presented));
+        match (verdict, &record) {
+            (Rotation::Rotated, _) => {
+                let next = Family {
+                    generation: Some(presented.generation + 1),
+                    expires_at: issued.expires_at,
+                    access_jti: issued.access_jti.to_string(),
+                    issued_at: issued.now,
+                };
+                (Some(next.encode()), Rotation::Rotated)
+            }
+            (Rotation::Reused, Some(r)) => (Some(r.revoked().encode()), Rotation::Reused),
+            (verdict, _) => (None, verdict),
         }
     })?;
     if rotation == Rotation::Reused {
         if let Some(jti) = previous_access.filter(|j| j != "-") {
-            revoke_access_token(store, &jti, access_expires_at)?;
+            revoke_access_token(store, &jti, issued.access_expires_at)?;
         }
     }
     Ok(rotation)
@@ -146,14 +242,24 @@ pub fn revoke_family(
     access_expires_at: u64,
 ) -> Result<(), StoreError> {
     let key = family_key(family);
-    let previous = store.get(&key).and_then(|(v, _)| last_access_jti(&v));
-    store.set(
-        &key,
-        &family_value("revoked", expires_at, previous.as_deref().unwrap_or("-")),
-        None,
-    )?;
-    if let Some(jti) = previous.filter(|j| j != "-") {
-        revoke_access_token(store, &jti, access_expires_at)?;
+    let record = store
+        .get(&key)
+        .and_then(|(v, _)| Family::parse(&v))
+        .map_or_else(
+            || Family {
+                generation: None,
+                expires_at,
+                access_jti: "-".to_string(),
+                issued_at: 0,
+            },
+            |r| Family {
+                expires_at,
+                ..r.revoked()
+            },
+        );
+    store.set(&key, &record.encode(), None)?;
+    if record.access_jti != "-" {
+        revoke_access_token(store, &record.access_jti, access_expires_at)?;
     }
     Ok(())
 }
@@ -259,27 +365,38 @@ mod tests {
         assert!(total < 200, "{total}");
     }
 
+    /// Presents generation `generation` of family `f`, issued at `issued_at`, at time `now`;
+    /// the access token issued is `jti`.
+    fn present(
+        s: &mut MemoryStore,
+        generation: u64,
+        issued_at: u64,
+        now: u64,
+        jti: &str,
+    ) -> Rotation {
+        let presented = Presented {
+            family: "f",
+            generation,
+            issued_at,
+        };
+        let issued = Issued {
+            now,
+            expires_at: now + 1000,
+            access_jti: jti,
+            access_expires_at: now + 50,
+        };
+        rotate_family(s, &presented, &issued).unwrap()
+    }
+
     #[test]
     fn refresh_reuse_revokes_the_family() {
         let mut s = MemoryStore::default();
-        start_family(&mut s, "f", 1000, "at0").unwrap();
-        assert_eq!(
-            rotate_family(&mut s, "f", 0, 1000, "at1", 50),
-            Ok(Rotation::Rotated)
-        );
-        assert_eq!(
-            rotate_family(&mut s, "f", 1, 1000, "at2", 50),
-            Ok(Rotation::Rotated)
-        );
+        start_family(&mut s, "f", 1000, "at0", 100).unwrap();
+        assert_eq!(present(&mut s, 0, 100, 110, "at1"), Rotation::Rotated);
+        assert_eq!(present(&mut s, 1, 110, 120, "at2"), Rotation::Rotated);
         assert!(!access_token_revoked(&s, "at2"));
-        assert_eq!(
-            rotate_family(&mut s, "f", 0, 1000, "at3", 50),
-            Ok(Rotation::Reused)
-        );
-        assert_eq!(
-            rotate_family(&mut s, "f", 2, 1000, "at4", 50),
-            Ok(Rotation::Revoked)
-        );
+        assert_eq!(present(&mut s, 0, 100, 130, "at3"), Rotation::Reused);
+        assert_eq!(present(&mut s, 2, 120, 140, "at4"), Rotation::Revoked);
         assert!(family_revoked(&s, "f"));
         assert!(
             access_token_revoked(&s, "at2"),
@@ -288,25 +405,95 @@ mod tests {
     }
 
     #[test]
-    fn unknown_family_is_accepted_after_a_restart() {
+    fn after_a_restart_the_current_token_of_a_family_is_adopted() {
+        // Before the restart: generations 0 → 1 → 2, the client holds generation 2 (issued at 120).
         let mut s = MemoryStore::default();
+        assert_eq!(present(&mut s, 2, 120, 200, "a"), Rotation::Rotated);
+        assert_eq!(present(&mut s, 3, 200, 210, "b"), Rotation::Rotated);
+        assert!(!family_revoked(&s, "f"));
+    }
+
+    #[test]
+    fn after_a_restart_a_superseded_token_is_caught_when_its_successor_returns() {
+        // Generation 1 (issued at 110) was rotated to generation 2 (issued at 120) before the
+        // restart. A thief presents generation 1 after the restart: nothing here says it is
+        // stale, so it is adopted...
+        let mut s = MemoryStore::default();
+        assert_eq!(present(&mut s, 1, 110, 200, "thief"), Rotation::Rotated);
+        assert!(!access_token_revoked(&s, "thief"));
+        // ...until the client's generation 2 comes back: a second token of the current
+        // generation, so generation 1 was redeemed twice. The grant and the thief's access
+        // token are revoked.
+        assert_eq!(present(&mut s, 2, 120, 210, "client"), Rotation::Reused);
+        assert!(family_revoked(&s, "f"));
+        assert!(access_token_revoked(&s, "thief"));
+        assert_eq!(present(&mut s, 2, 200, 220, "thief"), Rotation::Revoked);
+    }
+
+    #[test]
+    fn after_a_restart_a_later_generation_issued_before_the_adoption_is_reuse() {
+        // The thief's generation 1 is adopted at 200; the client's generation 3 was issued at
+        // 150, before that: generation 1 had been redeemed before, so this is reuse.
+        let mut s = MemoryStore::default();
+        assert_eq!(present(&mut s, 1, 110, 200, "thief"), Rotation::Rotated);
+        assert_eq!(present(&mut s, 3, 150, 210, "client"), Rotation::Reused);
+        assert!(access_token_revoked(&s, "thief"));
+    }
+
+    #[test]
+    fn a_later_generation_issued_after_our_rotation_is_a_rotation_elsewhere() {
+        // Replicas: generation 1 was issued here at 200; the client rotated it at another
+        // replica (generation 2, issued at 230) and comes back with generation 2.
+        let mut s = MemoryStore::default();
+        start_family(&mut s, "f", 1000, "at0", 100).unwrap();
+        assert_eq!(present(&mut s, 0, 100, 200, "a"), Rotation::Rotated);
+        assert_eq!(present(&mut s, 2, 230, 240, "b"), Rotation::Rotated);
+        // Generation 3 was issued here at 240; generation 4 comes from a replica whose clock is
+        // a little behind: within the allowed skew, not reuse.
         assert_eq!(
-            rotate_family(&mut s, "g", 5, 1000, "a", 50),
-            Ok(Rotation::Rotated)
+            present(&mut s, 4, 240 - CLOCK_SKEW_SECONDS, 250, "c"),
+            Rotation::Rotated
         );
         assert_eq!(
-            rotate_family(&mut s, "g", 5, 1000, "b", 50),
-            Ok(Rotation::Reused)
+            present(&mut s, 5, 250, 260, "d"),
+            Rotation::Rotated,
+            "our own token of the current generation"
         );
+        assert!(!family_revoked(&s, "f"));
+    }
+
+    #[test]
+    fn records_and_tokens_without_issue_times_keep_the_generation_rule() {
+        // A record written before issue times were kept, and a token issued before they were
+        // sealed into refresh tokens: only generations are compared.
+        let mut s = MemoryStore::default();
+        s.set("mcp-oauth:rt:f", b"3 1000 at3", None).unwrap();
+        assert_eq!(present(&mut s, 3, 0, 200, "a"), Rotation::Rotated);
+        assert_eq!(
+            present(&mut s, 4, 0, 210, "b"),
+            Rotation::Rotated,
+            "a token without iat is not told apart from ours"
+        );
+        assert_eq!(present(&mut s, 3, 0, 220, "c"), Rotation::Reused);
+        assert!(access_token_revoked(&s, "b"));
+        // A record without the fourth field, with a token that has one.
+        let mut s = MemoryStore::default();
+        s.set("mcp-oauth:rt:f", b"3 1000 at3", None).unwrap();
+        assert_eq!(present(&mut s, 3, 150, 200, "a"), Rotation::Rotated);
     }
 
     #[test]
     fn revoking_a_family_revokes_its_live_access_token() {
         let mut s = MemoryStore::default();
-        start_family(&mut s, "f", 1000, "at0").unwrap();
+        start_family(&mut s, "f", 1000, "at0", 100).unwrap();
         revoke_family(&mut s, "f", 1000, 50).unwrap();
         assert!(family_revoked(&s, "f"));
         assert!(access_token_revoked(&s, "at0"));
+        assert_eq!(present(&mut s, 0, 100, 110, "a"), Rotation::Revoked);
+        // An unknown family (revoked after a restart) is recorded as revoked too.
+        let mut s = MemoryStore::default();
+        revoke_family(&mut s, "f", 1000, 50).unwrap();
+        assert_eq!(present(&mut s, 7, 100, 110, "a"), Rotation::Revoked);
     }
 
     #[test]

@@ -22,6 +22,7 @@ const NOW: u64 = 1_800_000_000;
 struct World {
     gateway: Gateway,
     store: MemoryStore,
+    now: u64,
 }
 
 fn world() -> World {
@@ -48,6 +49,7 @@ fn world() -> World {
     World {
         gateway: Gateway { config, verifier },
         store: MemoryStore::default(),
+        now: NOW,
     }
 }
 
@@ -69,10 +71,14 @@ impl World {
             client_address: Some("127.0.0.1:5000"),
             ..Default::default()
         };
-        let decision: Decision = match self.gateway.decide(&request, NOW, &mut self.store).action {
+        let decision: Decision = match self
+            .gateway
+            .decide(&request, self.now, &mut self.store)
+            .action
+        {
             Action::ReadBody { .. } => {
                 self.gateway
-                    .decide_with_body(&request, body, NOW, &mut self.store)
+                    .decide_with_body(&request, body, self.now, &mut self.store)
             }
             other => Decision {
                 action: other,
@@ -253,6 +259,87 @@ fn code_flow_refresh_and_reuse() {
     assert_eq!(json_of(&after)["error"], "invalid_grant");
     // Replay of the code fails.
     assert_eq!(json_of(&redeem(&mut w, &code))["error"], "invalid_grant");
+}
+
+fn refresh(w: &mut World, token: &str) -> Response {
+    w.form(
+        "/oauth/token",
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", token),
+            ("client_id", "app"),
+        ],
+        &[],
+    )
+}
+
+fn field(r: &Response, name: &str) -> String {
+    json_of(r)[name].as_str().unwrap().to_string()
+}
+
+/// A grant rotated once before a restart (lost state: a new, empty store): returns the
+/// superseded refresh token and the current one.
+fn grant_rotated_then_restart(w: &mut World) -> (String, String) {
+    let code = get_code(w);
+    let first = field(&redeem(w, &code), "refresh_token");
+    w.now += 10;
+    let current = field(&refresh(w, &first), "refresh_token");
+    w.store = MemoryStore::default();
+    w.now += 10;
+    (first, current)
+}
+
+#[test]
+fn after_a_restart_the_current_refresh_token_still_refreshes() {
+    let mut w = world();
+    let (_, current) = grant_rotated_then_restart(&mut w);
+    let r = refresh(&mut w, &current);
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    w.now += 1;
+    let again = refresh(&mut w, &field(&r, "refresh_token"));
+    assert_eq!(
+        again.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&again.body)
+    );
+    assert_eq!(
+        json_of(&refresh(&mut w, &current))["error"],
+        "invalid_grant"
+    );
+}
+
+#[test]
+fn after_a_restart_a_superseded_refresh_token_is_caught_when_the_current_one_returns() {
+    let mut w = world();
+    let (superseded, current) = grant_rotated_then_restart(&mut w);
+    // Nothing here remembers that `superseded` was rotated: it is accepted once...
+    let stolen = refresh(&mut w, &superseded);
+    assert_eq!(stolen.status, 200);
+    let stolen_access = format!("Bearer {}", field(&stolen, "access_token"));
+    assert_eq!(
+        w.send("POST", "/mcp", &[("authorization", &stolen_access)], b"")
+            .status,
+        0
+    );
+    // ...and when the client's current token comes back, that is reuse: the grant is revoked,
+    // with the access token the superseded one got.
+    w.now += 1;
+    let back = refresh(&mut w, &current);
+    assert_eq!(back.status, 400);
+    assert_eq!(
+        json_of(&back)["error_description"],
+        "The refresh token was already used; the grant is revoked"
+    );
+    assert_eq!(
+        w.send("POST", "/mcp", &[("authorization", &stolen_access)], b"")
+            .status,
+        401
+    );
+    assert_eq!(
+        json_of(&refresh(&mut w, &field(&stolen, "refresh_token")))["error"],
+        "invalid_grant"
+    );
 }
 
 #[test]

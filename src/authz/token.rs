@@ -172,6 +172,7 @@ fn authorization_code(ctx: &mut Ctx, auth: &Authenticated, form: &Params) -> Res
         resource: code.resource.clone(),
         sub: code.sub.clone(),
         exp: ctx.now + ctx.config.refresh_token_ttl,
+        iat: ctx.now,
     });
     let access = match mint(
         ctx,
@@ -185,7 +186,7 @@ fn authorization_code(ctx: &mut Ctx, auth: &Authenticated, form: &Params) -> Res
         Err(response) => return response,
     };
     if let Some(r) = &refresh {
-        if state::start_family(ctx.store, &r.fam, r.exp, &access.jti).is_err() {
+        if state::start_family(ctx.store, &r.fam, r.exp, &access.jti, r.iat).is_err() {
             return unavailable();
         }
     }
@@ -239,8 +240,18 @@ fn refresh_token(ctx: &mut Ctx, auth: &Authenticated, form: &Params) -> Response
         Ok(access) => access,
         Err(response) => return response,
     };
-    let access_exp = ctx.now + ctx.config.access_token_ttl;
-    match state::rotate_family(ctx.store, &old.fam, old.gen, exp, &access.jti, access_exp) {
+    let presented = state::Presented {
+        family: &old.fam,
+        generation: old.gen,
+        issued_at: old.iat,
+    };
+    let issued = state::Issued {
+        now: ctx.now,
+        expires_at: exp,
+        access_jti: &access.jti,
+        access_expires_at: ctx.now + ctx.config.access_token_ttl,
+    };
+    match state::rotate_family(ctx.store, &presented, &issued) {
         Ok(Rotation::Rotated) => {}
         Ok(Rotation::Reused) => {
             return invalid_grant("The refresh token was already used; the grant is revoked")
@@ -251,6 +262,7 @@ fn refresh_token(ctx: &mut Ctx, auth: &Authenticated, form: &Params) -> Response
     let next = Refresh {
         gen: old.gen + 1,
         exp,
+        iat: ctx.now,
         scope: old.scope.clone(),
         upstream: held,
         ..old.clone()

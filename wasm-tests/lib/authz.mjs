@@ -366,6 +366,37 @@ export function assertTokenResponse(res, { refresh, scope, note = "" } = {}) {
   return j;
 }
 
+/**
+ * The code flow as a person and a client do it: /oauth/authorize at `origin` (sign in when the jar
+ * has no session, then Approve), then the code redeemed with PKCE S256 (as a public client, or with
+ * `basic: [id, secret]`). Returns {tokens (the asserted token response), pages (kinds of the pages shown)}.
+ */
+export async function codeFlow(origin, resource, { jar = new CookieJar(), client_id, redirect, scope, user, basic }) {
+  const pk = pkce();
+  const state = randomSecret(12);
+  const url = authorizeUrl(origin, {
+    response_type: "code",
+    client_id,
+    redirect_uri: redirect,
+    scope,
+    state,
+    code_challenge: pk.challenge,
+    code_challenge_method: "S256",
+    resource,
+  });
+  const flow = await authorizeFlow(new Agent(origin, { jar }), url, { username: user.username, password: user.password });
+  assert.ok(flow.location, `no redirect to the client\n${describeFlow(flow)}`);
+  const code = flow.params.get("code");
+  assert.ok(code, `no code: ${flow.location}`);
+  assert.equal(flow.params.get("state"), state);
+  const res = await tokenRequest(
+    origin,
+    { grant_type: "authorization_code", code, redirect_uri: redirect, code_verifier: pk.verifier, resource, ...(basic ? {} : { client_id }) },
+    basic ? { basic } : undefined,
+  );
+  return { tokens: assertTokenResponse(res, { refresh: true, scope, note: "code exchange" }), pages: flow.pages.map((p) => p.kind) };
+}
+
 /** Header and claims of a JWT (not verified). */
 export function jwtParts(token) {
   return { header: decodeProtectedHeader(token), claims: decodeJwt(token) };

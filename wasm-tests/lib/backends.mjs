@@ -26,9 +26,9 @@ function closeServer(server) {
 
 /**
  * A tiny HTTP server that records every request (method, url, headers, rawHeaders, body) and answers
- * 200 `{"ok":true,"method","path"}`.
+ * 200 `{"ok":true,"method","path"}`. `port` (default: a free one) brings a stopped echo back on its port.
  */
-export async function startEcho() {
+export async function startEcho({ port: wanted = 0 } = {}) {
   const requests = [];
   const server = http.createServer((req, res) => {
     const chunks = [];
@@ -47,7 +47,7 @@ export async function startEcho() {
       res.end(payload);
     });
   });
-  const port = await listen(server, 0);
+  const port = await listen(server, wanted);
   return {
     port,
     requests,

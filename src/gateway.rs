@@ -68,6 +68,9 @@ pub enum Action {
     /// An opaque token must be introspected: make the call, hand the answer to
     /// `Gateway::accept_introspection`, then decide again.
     Introspect(IntrospectionCall),
+    /// A grant must be recorded in etcd first: make the call, hand the answer (and the call's
+    /// `pending` state) to `Gateway::resume_store`, and apply what it decides.
+    Store(Box<crate::etcd::EtcdCall>),
 }
 
 /// How a request ended, for stats and logs.
@@ -241,6 +244,7 @@ impl Gateway {
             verifier: &self.verifier,
             store,
             now,
+            etcd: self.config.state_store.as_ref(),
         };
         let auth_request = AuthRequest {
             http: request,
@@ -256,6 +260,12 @@ impl Gateway {
             Reply::Fetch(fetch) => Decision {
                 action: Action::FetchClientMetadata(fetch),
                 outcome,
+                detail: None,
+                mcp: None,
+            },
+            Reply::Store(call) => Decision {
+                action: Action::Store(call),
+                outcome: Outcome::Pending,
                 detail: None,
                 mcp: None,
             },
@@ -302,7 +312,8 @@ impl Gateway {
             Action::Forward { .. }
             | Action::ReadBody { .. }
             | Action::FetchClientMetadata(_)
-            | Action::Introspect(_) => {}
+            | Action::Introspect(_)
+            | Action::Store(_) => {}
         }
         decision
     }
@@ -333,7 +344,7 @@ impl Gateway {
         }
         let path = path_only(request.path);
         if path == config.health_path {
-            return Decision::respond(self.health(), Outcome::Served);
+            return Decision::respond(self.health(store, now), Outcome::Served);
         }
         if path == PRM_PATH || path.starts_with(&format!("{PRM_PATH}/")) {
             return self.metadata(request.method, path);
@@ -442,6 +453,9 @@ impl Gateway {
                 Err(error) => return Err(Box::new(self.token_error(&challenge, error, path))),
             },
         };
+        if let Some(refusal) = self.stale_snapshot_refusal(store, now) {
+            return Err(Box::new(refusal));
+        }
         if verified
             .jwt_id
             .as_deref()
@@ -758,14 +772,22 @@ impl Gateway {
         }
     }
 
-    /// Health for load balancers: 503 until every issuer with fetched keys has loaded them once.
-    pub fn health(&self) -> Response {
+    /// Health for load balancers: 503 until every issuer with fetched keys has loaded them once
+    /// (and, with etcd, until the revocation snapshot has loaded once); `degraded` while etcd
+    /// does not answer.
+    pub fn health(&self, store: &dyn Store, now: u64) -> Response {
         let keys_loaded = self.verifier.issuers.iter().all(|i| i.keys_loaded());
-        let status = if keys_loaded { "ok" } else { "starting" };
-        Response::json(
-            if keys_loaded { 200 } else { 503 },
-            &json!({ "status": status, "keys_loaded": keys_loaded, "version": VERSION }),
-        )
+        let state_store = self.state_store_health(store, now);
+        let (status, code) = match (keys_loaded, state_store) {
+            (false, _) | (_, Some(("starting", _))) => ("starting", 503),
+            (true, Some(("ok", _)) | None) => ("ok", 200),
+            (true, Some((_, code))) => ("degraded", code),
+        };
+        let mut body = json!({ "status": status, "keys_loaded": keys_loaded, "version": VERSION });
+        if let (Some(object), Some((label, _))) = (body.as_object_mut(), state_store) {
+            object.insert("state_store".into(), json!(label));
+        }
+        Response::json(code, &body)
     }
 }
 
@@ -831,5 +853,6 @@ fn sanitize(text: &str) -> String {
     text.chars().filter(|c| !c.is_control()).take(200).collect()
 }
 
+mod state_store;
 #[cfg(test)]
 mod tests;

@@ -78,11 +78,22 @@ impl Endpoint {
     }
 }
 
-/// An endpoint's answer, or the client metadata document it needs first.
+/// An endpoint's answer, or the client metadata document it needs first, or the etcd write
+/// to make before answering.
 #[derive(Debug)]
 pub enum Reply {
     Response(Response),
     Fetch(cimd::Fetch),
+    Store(Box<crate::etcd::EtcdCall>),
+}
+
+impl From<crate::etcd::work::Next> for Reply {
+    fn from(next: crate::etcd::work::Next) -> Reply {
+        match next {
+            crate::etcd::work::Next::Call(call) => Reply::Store(call),
+            crate::etcd::work::Next::Respond { response, .. } => Reply::Response(response),
+        }
+    }
 }
 
 impl From<Response> for Reply {
@@ -101,9 +112,9 @@ pub fn handle(ctx: &mut Ctx, endpoint: Endpoint, req: &AuthRequest) -> Reply {
         Endpoint::Jwks => Response::json(200, &ctx.config.jwks)
             .replace_header("cache-control", "public, max-age=300"),
         Endpoint::Authorize => return authorize::handle(ctx, req),
-        Endpoint::Token => token::handle(ctx, req),
+        Endpoint::Token => return token::handle(ctx, req),
         Endpoint::Register => register::handle(ctx, req),
-        Endpoint::Revoke => revocation::revoke(ctx, req),
+        Endpoint::Revoke => return revocation::revoke(ctx, req),
         Endpoint::Introspect => revocation::introspect(ctx, req),
     };
     Reply::Response(response)

@@ -158,6 +158,16 @@ pub fn revoke_family(
     Ok(())
 }
 
+/// Marks the family revoked in this store only (the revocation itself was recorded elsewhere:
+/// etcd). Its live access token is revoked separately.
+pub fn mark_family_revoked(store: &mut dyn Store, family: &str, expires_at: u64) {
+    let _ = store.set(
+        &family_key(family),
+        &family_value("revoked", expires_at, "-"),
+        None,
+    );
+}
+
 pub fn family_revoked(store: &dyn Store, family: &str) -> bool {
     store
         .get(&family_key(family))

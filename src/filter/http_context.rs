@@ -43,6 +43,8 @@ type HeldRequest = (Vec<(String, String)>, Option<Vec<u8>>);
 enum Callout {
     ClientMetadata(String),
     Introspection(String),
+    /// An etcd write a grant waits for (`Gateway::resume_store` continues it).
+    Store(Box<crate::etcd::work::Pending>),
 }
 
 /// Filtering a list answer: a JSON body is read whole; an SSE stream event by event.
@@ -136,6 +138,30 @@ fn decide_with_body(
     let decision = vm
         .gateway
         .decide_with_body(&request, body, now_secs, &mut SharedStore);
+    record(&vm, &decision);
+    decision
+}
+
+/// Continues a request whose grant waits for etcd, with etcd's answer.
+fn resume_store(
+    state: &Rc<RefCell<VmState>>,
+    headers: &[(String, String)],
+    pending: crate::etcd::work::Pending,
+    status: Option<String>,
+    answer: &[u8],
+) -> Decision {
+    let address = peer_address(headers);
+    let request = request_view(headers, address.as_deref());
+    let now_secs = host::now_ms() / 1000;
+    let vm = state.borrow();
+    let decision = vm.gateway.resume_store(
+        &request,
+        pending,
+        status.as_deref(),
+        answer,
+        now_secs,
+        &mut SharedStore,
+    );
     record(&vm, &decision);
     decision
 }
@@ -428,6 +454,18 @@ impl Http {
                     body,
                 )
             }
+            Action::Store(call) => {
+                let call = *call;
+                self.callout(
+                    Callout::Store(Box::new(call.pending)),
+                    &call.cluster,
+                    call.headers,
+                    Some(call.body),
+                    call.timeout_ms,
+                    headers,
+                    body,
+                )
+            }
             Action::Introspect(call) => {
                 let pending = Callout::Introspection(call.token_key.clone());
                 self.callout(
@@ -541,6 +579,11 @@ impl Context for Http {
         let status = host::call_response_header(":status");
         let answer = host::call_response_body(body_size.min(crate::authz::MAX_BODY_BYTES));
         let now_secs = host::now_ms() / 1000;
+        if let Callout::Store(pending) = pending {
+            let decision = resume_store(&self.state, &headers, *pending, status, &answer);
+            self.apply(decision, headers, body, Phase::Callout);
+            return;
+        }
         {
             let vm = self.state.borrow();
             match &pending {
@@ -555,6 +598,7 @@ impl Context for Http {
                         &mut SharedStore,
                     );
                 }
+                Callout::Store(_) => {}
                 Callout::Introspection(token_key) => {
                     vm.gateway.accept_introspection(
                         token_key,

@@ -13,6 +13,7 @@ use crate::config;
 use crate::gateway::Gateway;
 use crate::http::Response;
 
+use super::etcd::EtcdPoller;
 use super::host;
 use super::http_context::{self, Http};
 use super::jwks::{JwksFetcher, MAX_JWKS_BYTES};
@@ -22,6 +23,8 @@ use super::stats::Stats;
 /// Tick while requests wait or a first key set is loading, so waits end on time.
 const FAST_TICK: Duration = Duration::from_millis(50);
 const IDLE_TICK: Duration = Duration::from_millis(250);
+/// With etcd: a poll starts at most this late after it is due.
+const ETCD_TICK: Duration = Duration::from_millis(100);
 
 /// A request held until its issuer's keys arrive (or its deadline passes).
 pub struct Waiter {
@@ -38,6 +41,8 @@ pub struct VmState {
     pub credentials: Vec<CredentialFetcher>,
     pub waiters: Vec<Waiter>,
     pub stats: Stats,
+    /// The revocation snapshot poller, with etcd.
+    pub etcd: Option<EtcdPoller>,
 }
 
 impl VmState {
@@ -78,6 +83,11 @@ impl Context for Root {
         let now = host::now_ms();
         {
             let mut vm = state.borrow_mut();
+            if let Some(poller) = vm.etcd.as_mut().filter(|p| p.owns(token_id)) {
+                let body = body.clone().unwrap_or_default();
+                poller.finish(status.as_deref(), &body, now);
+                return;
+            }
             if let Some(credential) = vm.credentials.iter_mut().find(|c| c.owns(token_id)) {
                 let body = body.clone().unwrap_or_default();
                 credential.finish(now, status.as_deref(), &body);
@@ -154,7 +164,15 @@ impl RootContext for Root {
             credentials,
             waiters: Vec::new(),
             stats: Stats::define(),
+            etcd: None,
         };
+        let mut state = state;
+        state.etcd = state
+            .gateway
+            .config
+            .state_store
+            .clone()
+            .map(EtcdPoller::new);
         if state.gateway.config.authorization_server.is_some() {
             super::shared_store::create_code_shards();
         }
@@ -189,6 +207,9 @@ impl Root {
         let now = host::now_ms();
         for credential in state.borrow_mut().credentials.iter_mut() {
             credential.tick(now);
+        }
+        if let Some(poller) = state.borrow_mut().etcd.as_mut() {
+            poller.tick(now);
         }
         for fetcher in state.borrow_mut().fetchers.iter_mut() {
             if fetcher.is_due(now) {
@@ -242,7 +263,13 @@ impl Root {
             });
             // A request may ask for a refetch at any time, so a VM with fetched keys keeps
             // ticking often enough to start it promptly; an idle tick costs next to nothing.
-            if vm.fetchers.is_empty() && vm.credentials.is_empty() {
+            if vm.etcd.is_some() {
+                ETCD_TICK.min(if vm.waiters.is_empty() && !loading {
+                    IDLE_TICK
+                } else {
+                    FAST_TICK
+                })
+            } else if vm.fetchers.is_empty() && vm.credentials.is_empty() {
                 Duration::ZERO
             } else if !vm.waiters.is_empty() || loading {
                 FAST_TICK

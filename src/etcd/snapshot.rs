@@ -88,6 +88,12 @@ fn background(cfg: &EtcdConfig, store: &dyn Store, request: api::Call) -> Backgr
     }
 }
 
+/// Gives a claimed poll (or authentication) back when its call could not even be made, so the
+/// next tick of any VM tries again.
+pub fn release(store: &mut dyn Store, poll: bool) {
+    let _ = store.set(if poll { POLL_DUE } else { AUTH_DUE }, b"0", None);
+}
+
 /// Copies a poll's answer into shared data. `Ok(count)` of revocations applied.
 pub fn apply(
     cfg: &EtcdConfig,

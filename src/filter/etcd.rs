@@ -52,8 +52,9 @@ impl EtcdPoller {
                 None => return,
             },
         };
-        if let Some(token) = dispatch(&call) {
-            self.in_flight = Some((token, kind, now_ms));
+        match dispatch(&call) {
+            Some(token) => self.in_flight = Some((token, kind, now_ms)),
+            None => snapshot::release(&mut SharedStore, kind == Kind::Poll),
         }
     }
 

@@ -184,6 +184,12 @@ impl RootContext for Root {
 
     fn on_tick(&mut self) {
         self.start_due_fetches();
+        // Not from on_configure: the etcd cluster cannot be called before Envoy has started.
+        if let Some(state) = &self.state {
+            if let Some(poller) = state.borrow_mut().etcd.as_mut() {
+                poller.tick(host::now_ms());
+            }
+        }
         if let Some(state) = self.state.clone() {
             let now = host::now_ms();
             self.release_waiters(&state, |w| w.deadline_ms <= now, true);
@@ -207,9 +213,6 @@ impl Root {
         let now = host::now_ms();
         for credential in state.borrow_mut().credentials.iter_mut() {
             credential.tick(now);
-        }
-        if let Some(poller) = state.borrow_mut().etcd.as_mut() {
-            poller.tick(now);
         }
         for fetcher in state.borrow_mut().fetchers.iter_mut() {
             if fetcher.is_due(now) {

@@ -100,6 +100,24 @@ export async function startEtcdCluster({ size = 3 } = {}) {
       }
       throw last ?? new Error("no live etcd member");
     },
+    /** The index of the current leader (asks each live member). */
+    async leaderIndex() {
+      const ids = [];
+      let leader;
+      for (const m of members) {
+        if (!m.proc) {
+          ids.push(null);
+          continue;
+        }
+        const r = await request(`http://127.0.0.1:${m.clientPort}/v3/maintenance/status`, { method: "POST", body: "{}", timeoutMs: 2000 });
+        const j = JSON.parse(r.body);
+        ids.push(j.header.member_id);
+        leader = j.leader;
+      }
+      const i = ids.indexOf(leader);
+      if (i < 0) throw new Error(`no leader among ${ids.join(", ")} (leader ${leader})`);
+      return i;
+    },
     /** Keys and values under `prefix` (strings). */
     async list(prefix) {
       const b64 = (s) => Buffer.from(s).toString("base64");

@@ -27,6 +27,8 @@ pub struct RawEtcd {
     #[serde(default, deserialize_with = "opt_whole_number")]
     pub poll_interval_ms: Option<u64>,
     #[serde(default)]
+    pub watch_cluster: Option<String>,
+    #[serde(default)]
     pub username: Option<String>,
     #[serde(default)]
     pub password_env: Option<String>,
@@ -81,6 +83,8 @@ pub struct EtcdConfig {
     pub timeout_ms: u64,
     /// How often the revocation snapshot is brought up to date.
     pub poll_interval_ms: u64,
+    /// An HTTP/2 cluster to the same members for the gRPC Watch of revocations, if any.
+    pub watch_cluster: Option<String>,
     /// etcd user and password (etcd auth): the filter gets a token with them.
     pub credentials: Option<(String, String)>,
     pub grants_when_unavailable: GrantsWhenUnavailable,
@@ -130,6 +134,12 @@ pub fn build(
         return Err(ConfigError::at(
             format!("{p}.poll_interval_ms"),
             "must be between 100 and 60000",
+        ));
+    }
+    if raw.watch_cluster.as_deref() == Some("") {
+        return Err(ConfigError::at(
+            format!("{p}.watch_cluster"),
+            "name an HTTP/2 Envoy cluster to the etcd members, or leave it out",
         ));
     }
     let credentials = match (raw.username, raw.password_env) {
@@ -187,6 +197,7 @@ pub fn build(
         prefix,
         timeout_ms,
         poll_interval_ms,
+        watch_cluster: raw.watch_cluster,
         credentials,
         grants_when_unavailable: when.grants.unwrap_or(GrantsWhenUnavailable::Refuse),
         validation_when_unavailable: when

@@ -5,11 +5,13 @@
 //! - [`work`]: code redemption, refresh rotation and revocation, written synchronously (the
 //!   request waits for etcd, bounded by the timeout and one retry).
 //! - [`snapshot`]: the revocations, copied into this Envoy's shared data by polling changes
-//!   since the last revision, so token validation never waits for etcd.
+//!   since the last revision, so token validation never waits for etcd; [`watch`]: the same
+//!   revocations pushed over a gRPC Watch stream, when a gRPC cluster is configured.
 
 pub mod api;
 pub mod keys;
 pub mod snapshot;
+pub mod watch;
 pub mod work;
 
 use crate::config::state_store::EtcdConfig;

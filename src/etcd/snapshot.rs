@@ -7,7 +7,7 @@
 //! Every Wasm VM ticks; one poll per Envoy and interval is made, claimed with a
 //! compare-and-swap on the due time in shared data.
 
-use super::api::{self, Failure};
+use super::api::{self, Failure, KeyValue};
 use super::keys;
 use crate::authz::state;
 use crate::config::state_store::EtcdConfig;
@@ -111,21 +111,7 @@ pub fn apply(
             return Err(super::work::describe(&failure));
         }
     };
-    let revoked = keys::revoked(cfg);
-    let mut applied = 0;
-    for kv in &changes.kvs {
-        let Some(rest) = kv.key.strip_prefix(&revoked) else {
-            continue;
-        };
-        let exp = kv.value.parse::<u64>().unwrap_or(u64::MAX);
-        if let Some(jti) = rest.strip_prefix("at/") {
-            let _ = state::revoke_access_token(store, jti, exp);
-            applied += 1;
-        } else if let Some(family) = rest.strip_prefix("rt/") {
-            state::mark_family_revoked(store, family, exp);
-            applied += 1;
-        }
-    }
+    let applied = apply_revocations(cfg, store, &changes.kvs);
     // With more keys than a page, continue from the last one's revision (read again: a
     // transaction may have written several keys at that revision).
     let revision = match (changes.more, changes.kvs.last()) {
@@ -147,6 +133,27 @@ pub fn apply(
         let _ = store.set(POLL_DUE, b"0", None);
     }
     Ok(applied)
+}
+
+/// Copies revoked access tokens and families (keys under `revoked/`) into shared data, where
+/// validation and introspection read them. Returns how many there were.
+pub fn apply_revocations(cfg: &EtcdConfig, store: &mut dyn Store, kvs: &[KeyValue]) -> usize {
+    let revoked = keys::revoked(cfg);
+    let mut applied = 0;
+    for kv in kvs {
+        let Some(rest) = kv.key.strip_prefix(&revoked) else {
+            continue;
+        };
+        let exp = kv.value.parse::<u64>().unwrap_or(u64::MAX);
+        if let Some(jti) = rest.strip_prefix("at/") {
+            let _ = state::revoke_access_token(store, jti, exp);
+            applied += 1;
+        } else if let Some(family) = rest.strip_prefix("rt/") {
+            state::mark_family_revoked(store, family, exp);
+            applied += 1;
+        }
+    }
+    applied
 }
 
 /// How current the snapshot is.

@@ -130,6 +130,28 @@ impl Context for Root {
         self.release_waiters(&state, |w| w.issuer == issuer, false);
         self.adjust_tick();
     }
+
+    fn on_grpc_stream_message(&mut self, token_id: u32, message_size: usize) {
+        let Some(state) = &self.state else { return };
+        let message = hostcalls::get_buffer(BufferType::GrpcReceiveBuffer, 0, message_size)
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        if let Some(poller) = state.borrow_mut().etcd.as_mut() {
+            if poller.owns_stream(token_id) {
+                poller.watch_message(&message, host::now_ms());
+            }
+        }
+    }
+
+    fn on_grpc_stream_close(&mut self, token_id: u32, status_code: u32) {
+        let Some(state) = &self.state else { return };
+        if let Some(poller) = state.borrow_mut().etcd.as_mut() {
+            if poller.owns_stream(token_id) {
+                poller.watch_closed(status_code, host::now_ms());
+            }
+        }
+    }
 }
 
 impl RootContext for Root {

@@ -181,3 +181,15 @@ export function etcdEnvoyCluster(cluster, name = "etcd") {
     common_lb_config: { healthy_panic_threshold: { value: 0 } },
   };
 }
+
+/** The same members over HTTP/2, for etcd's gRPC API (the Watch stream of `watch_cluster`). */
+export function etcdGrpcEnvoyCluster(cluster, name = "etcd_grpc") {
+  const c = etcdEnvoyCluster(cluster, name);
+  c.typed_extension_protocol_options = {
+    "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+      "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+      explicit_http_config: { http2_protocol_options: {} },
+    },
+  };
+  return c;
+}

@@ -93,6 +93,7 @@ before(async () => {
   };
   [A, B] = await Promise.all([startReplica(portA), startReplica(portB)]);
   await Promise.all([waitHealthOk(A), waitHealthOk(B)]);
+  await waitFor(() => A.log().includes("etcd watch on revocations is live"), { timeoutMs: 10000, what: "A's etcd watch is live" });
 });
 
 after(async () => {

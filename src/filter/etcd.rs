@@ -29,6 +29,7 @@ pub struct EtcdPoller {
     /// The open Watch stream, and when to try to open one again after it closed.
     watch: Option<u32>,
     watch_retry_ms: u64,
+    first_tick_ms: Option<u64>,
 }
 
 /// Wait before opening a Watch stream again after one closed or failed to open.
@@ -42,6 +43,7 @@ impl EtcdPoller {
             failing: false,
             watch: None,
             watch_retry_ms: 0,
+            first_tick_ms: None,
         }
     }
 
@@ -65,7 +67,9 @@ impl EtcdPoller {
                 None => return,
             },
         };
-        match dispatch(&call) {
+        // The first ticks can come before Envoy's clusters are ready: no warning for those.
+        let quiet = now_ms.saturating_sub(*self.first_tick_ms.get_or_insert(now_ms)) < 5000;
+        match dispatch(&call, quiet) {
             Some(token) => self.in_flight = Some((token, kind, now_ms)),
             None => snapshot::release(&mut SharedStore, kind == Kind::Poll),
         }
@@ -128,7 +132,10 @@ impl EtcdPoller {
         match hostcalls::open_grpc_stream(cluster, "etcdserverpb.Watch", "Watch", metadata) {
             Ok(stream) => {
                 match hostcalls::send_grpc_stream_message(stream, Some(&request), false) {
-                    Ok(()) => self.watch = Some(stream),
+                    Ok(()) => {
+                        log::debug!("mcp-oauth: etcd watch opened from revision {start}");
+                        self.watch = Some(stream);
+                    }
                     Err(status) => {
                         log::warn!("mcp-oauth: cannot start the etcd watch: {status:?}");
                         let _ = hostcalls::close_grpc_stream(stream);
@@ -157,6 +164,9 @@ impl EtcdPoller {
                 self.watch_retry_ms = now_ms + WATCH_RETRY_MS;
             }
             Some(m) => {
+                if m.created {
+                    log::info!("mcp-oauth: etcd watch on revocations is live");
+                }
                 snapshot::apply_revocations(&self.config, &mut SharedStore, &m.events);
             }
             None => log::warn!("mcp-oauth: unreadable etcd watch message ignored"),
@@ -172,7 +182,7 @@ impl EtcdPoller {
     }
 }
 
-fn dispatch(call: &BackgroundCall) -> Option<u32> {
+fn dispatch(call: &BackgroundCall, quiet: bool) -> Option<u32> {
     let refs: Vec<(&str, &str)> = call
         .headers
         .iter()
@@ -187,10 +197,14 @@ fn dispatch(call: &BackgroundCall) -> Option<u32> {
     ) {
         Ok(token) => Some(token),
         Err(status) => {
-            log::warn!(
-                "mcp-oauth: cannot call etcd through cluster {}: {status:?}",
-                call.cluster
-            );
+            if quiet {
+                log::debug!("mcp-oauth: etcd not callable yet: {status:?}");
+            } else {
+                log::warn!(
+                    "mcp-oauth: cannot call etcd through cluster {}: {status:?}",
+                    call.cluster
+                );
+            }
             None
         }
     }

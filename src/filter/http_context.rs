@@ -131,15 +131,9 @@ fn decide_with_body(
     headers: &[(String, String)],
     body: &[u8],
 ) -> Decision {
-    let address = peer_address(headers);
-    let request = request_view(headers, address.as_deref());
-    let now_secs = host::now_ms() / 1000;
-    let vm = state.borrow();
-    let decision = vm
-        .gateway
-        .decide_with_body(&request, body, now_secs, &mut SharedStore);
-    record(&vm, &decision);
-    decision
+    decide_held(state, headers, |gateway, request, now_secs| {
+        gateway.decide_with_body(request, body, now_secs, &mut SharedStore)
+    })
 }
 
 /// Continues a request whose grant waits for etcd, with etcd's answer.
@@ -150,18 +144,29 @@ fn resume_store(
     status: Option<String>,
     answer: &[u8],
 ) -> Decision {
+    decide_held(state, headers, |gateway, request, now_secs| {
+        gateway.resume_store(
+            request,
+            pending,
+            status.as_deref(),
+            answer,
+            now_secs,
+            &mut SharedStore,
+        )
+    })
+}
+
+/// A decision on a held request (its headers kept), recorded in stats and the log.
+fn decide_held(
+    state: &Rc<RefCell<VmState>>,
+    headers: &[(String, String)],
+    decide: impl FnOnce(&crate::gateway::Gateway, &Request, u64) -> Decision,
+) -> Decision {
     let address = peer_address(headers);
     let request = request_view(headers, address.as_deref());
     let now_secs = host::now_ms() / 1000;
     let vm = state.borrow();
-    let decision = vm.gateway.resume_store(
-        &request,
-        pending,
-        status.as_deref(),
-        answer,
-        now_secs,
-        &mut SharedStore,
-    );
+    let decision = decide(&vm.gateway, &request, now_secs);
     record(&vm, &decision);
     decision
 }

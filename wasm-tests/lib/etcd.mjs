@@ -1,11 +1,41 @@
 // A real etcd cluster for the tests: Debian's etcd-server (`/usr/bin/etcd`, or ETCD_BIN), N
 // members on loopback ports, each with its own data dir. Members are started and killed by pid
 // (SIGKILL: a crash, not a clean leave) and restarted on the same ports and data.
-import { mkdtempSync, rmSync, existsSync } from "node:fs";
+import { execFileSync } from "node:child_process";
+import { mkdtempSync, rmSync, existsSync, readFileSync, writeFileSync } from "node:fs";
+import https from "node:https";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { freePort, spawnTracked, stopTracked, waitFor } from "./procs.mjs";
 import { request } from "./http.mjs";
+import { CERT_DIR, ensureCerts } from "./paths.mjs";
+
+/**
+ * Certificates for an etcd that takes TLS with client certificates, signed by the test CA
+ * (envoy/certs/ca.pem): `server` (127.0.0.1 and localhost; serverAuth and clientAuth, since etcd's
+ * JSON gateway calls its own gRPC server with it) and `client` (clientAuth), in `dir`.
+ */
+export function makeEtcdTls(dir) {
+  ensureCerts();
+  const ca = join(CERT_DIR, "ca.pem");
+  const caKey = join(CERT_DIR, "ca-key.pem");
+  const make = (name, eku, san) => {
+    const key = join(dir, `${name}-key.pem`);
+    const csr = join(dir, `${name}.csr`);
+    const ext = join(dir, `${name}.ext`);
+    const cert = join(dir, `${name}.pem`);
+    execFileSync("openssl", ["ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", key]);
+    execFileSync("openssl", ["req", "-new", "-sha256", "-key", key, "-out", csr, "-subj", `/CN=etcd-${name}`]);
+    writeFileSync(ext, `basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=${eku}\n${san ? `subjectAltName=${san}\n` : ""}`);
+    execFileSync("openssl", ["x509", "-req", "-sha256", "-days", "2", "-in", csr, "-CA", ca, "-CAkey", caKey, "-CAcreateserial", "-CAserial", join(dir, "ca.srl"), "-extfile", ext, "-out", cert], { stdio: "ignore" });
+    return { cert, key };
+  };
+  return {
+    ca,
+    server: make("server", "serverAuth,clientAuth", "DNS:localhost,IP:127.0.0.1"),
+    client: make("client", "clientAuth"),
+  };
+}
 
 export function findEtcdBinary() {
   const candidates = [process.env.ETCD_BIN, "/usr/bin/etcd", "/usr/local/bin/etcd"].filter(Boolean);
@@ -18,7 +48,7 @@ export function findEtcdBinary() {
  * Starts `size` members and waits until each says it is healthy (a leader is elected and it
  * serves). Returns { endpoints, members, kill(i), restart(i), waitHealthy(indexes), stop(), ... }.
  */
-export async function startEtcdCluster({ size = 3 } = {}) {
+export async function startEtcdCluster({ size = 3, tls } = {}) {
   const bin = findEtcdBinary();
   const root = mkdtempSync(join(tmpdir(), "mcp-oauth-etcd-"));
   const token = `mcp-oauth-${process.pid}-${Date.now()}`;
@@ -28,14 +58,33 @@ export async function startEtcdCluster({ size = 3 } = {}) {
   }
   const initialCluster = members.map((m) => `${m.name}=http://127.0.0.1:${m.peerPort}`).join(",");
   const logs = members.map(() => []);
+  const scheme = tls ? "https" : "http";
+  // With TLS, the tests' own calls present the client certificate too.
+  const clientAgent = tls
+    ? new https.Agent({ ca: readFileSync(tls.ca), cert: readFileSync(tls.client.cert), key: readFileSync(tls.client.key), keepAlive: false })
+    : undefined;
+  const get = (url, opts = {}) =>
+    tls
+      ? new Promise((resolve, reject) => {
+          const req = https.request(url, { method: opts.method ?? "GET", agent: clientAgent, headers: opts.headers, timeout: opts.timeoutMs ?? 3000 }, (res) => {
+            let body = "";
+            res.on("data", (c) => (body += c));
+            res.on("end", () => resolve({ status: res.statusCode, body }));
+          });
+          req.on("timeout", () => req.destroy(new Error("timeout")));
+          req.on("error", reject);
+          req.end(opts.body);
+        })
+      : request(url, opts);
 
   const spawnMember = (i) => {
     const m = members[i];
     const args = [
       "--name", m.name,
       "--data-dir", m.dataDir,
-      "--listen-client-urls", `http://127.0.0.1:${m.clientPort}`,
-      "--advertise-client-urls", `http://127.0.0.1:${m.clientPort}`,
+      "--listen-client-urls", `${scheme}://127.0.0.1:${m.clientPort}`,
+      "--advertise-client-urls", `${scheme}://127.0.0.1:${m.clientPort}`,
+      ...(tls ? ["--cert-file", tls.server.cert, "--key-file", tls.server.key, "--client-cert-auth", "--trusted-ca-file", tls.ca] : []),
       "--listen-peer-urls", `http://127.0.0.1:${m.peerPort}`,
       "--initial-advertise-peer-urls", `http://127.0.0.1:${m.peerPort}`,
       "--initial-cluster", initialCluster,
@@ -56,14 +105,16 @@ export async function startEtcdCluster({ size = 3 } = {}) {
   };
 
   const healthy = async (i) => {
-    const r = await request(`http://127.0.0.1:${members[i].clientPort}/health`, { timeoutMs: 1000 });
+    const r = await get(`${scheme}://127.0.0.1:${members[i].clientPort}/health`, { timeoutMs: 1000 });
     return r.status === 200 && JSON.parse(r.body).health === "true";
   };
 
   const cluster = {
     root,
     members,
-    endpoints: members.map((m) => `http://127.0.0.1:${m.clientPort}`),
+    tls,
+    get,
+    endpoints: members.map((m) => `${scheme}://127.0.0.1:${m.clientPort}`),
     logTail: (i) => logs[i].join("").split("\n").slice(-30).join("\n"),
     async waitHealthy(indexes = members.map((_, i) => i), timeoutMs = 20000) {
       for (const i of indexes) {
@@ -86,7 +137,7 @@ export async function startEtcdCluster({ size = 3 } = {}) {
       let last;
       for (const m of members.filter((x) => x.proc)) {
         try {
-          const r = await request(`http://127.0.0.1:${m.clientPort}${path}`, {
+          const r = await get(`${scheme}://127.0.0.1:${m.clientPort}${path}`, {
             method: "POST",
             headers: { "content-type": "application/json" },
             body: JSON.stringify(body),
@@ -109,7 +160,7 @@ export async function startEtcdCluster({ size = 3 } = {}) {
           ids.push(null);
           continue;
         }
-        const r = await request(`http://127.0.0.1:${m.clientPort}/v3/maintenance/status`, { method: "POST", body: "{}", timeoutMs: 2000 });
+        const r = await get(`${scheme}://127.0.0.1:${m.clientPort}/v3/maintenance/status`, { method: "POST", body: "{}", timeoutMs: 2000 });
         const j = JSON.parse(r.body);
         ids.push(j.header.member_id);
         leader = j.leader;
@@ -179,6 +230,23 @@ export function etcdEnvoyCluster(cluster, name = "etcd") {
       },
     ],
     common_lb_config: { healthy_panic_threshold: { value: 0 } },
+    ...(cluster.tls ? { transport_socket: etcdTransportSocket(cluster.tls, []) } : {}),
+  };
+}
+
+/** TLS to the members with the client certificate (what a deployment puts in its cluster). */
+function etcdTransportSocket(tls, alpn) {
+  return {
+    name: "envoy.transport_sockets.tls",
+    typed_config: {
+      "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
+      sni: "localhost",
+      common_tls_context: {
+        tls_certificates: [{ certificate_chain: { filename: tls.client.cert }, private_key: { filename: tls.client.key } }],
+        validation_context: { trusted_ca: { filename: tls.ca } },
+        ...(alpn.length ? { alpn_protocols: alpn } : {}),
+      },
+    },
   };
 }
 
@@ -191,5 +259,8 @@ export function etcdGrpcEnvoyCluster(cluster, name = "etcd_grpc") {
       explicit_http_config: { http2_protocol_options: {} },
     },
   };
+  // etcd's gRPC health service: an HTTP/1.1 check cannot share an h2-only TLS connection.
+  c.health_checks = c.health_checks.map(({ http_health_check: _, ...hc }) => ({ ...hc, grpc_health_check: {} }));
+  if (cluster.tls) c.transport_socket = etcdTransportSocket(cluster.tls, ["h2"]);
   return c;
 }

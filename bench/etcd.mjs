@@ -18,7 +18,7 @@ import { startEnvoy } from "../wasm-tests/lib/envoy.mjs";
 import { startEtcdCluster, etcdEnvoyCluster } from "../wasm-tests/lib/etcd.mjs";
 import { caPem } from "../wasm-tests/lib/http.mjs";
 import { REPO_ROOT } from "../wasm-tests/lib/paths.mjs";
-import { Agent, authServerMaterial, authorizeFlow, authorizeUrl, keysSection, pkce, randomSecret, tokenRequest } from "../wasm-tests/lib/authz.mjs";
+import { Agent, authServerMaterial, authorizeFlow, authorizeUrl, authServerSection, pkce, randomSecret, tokenRequest } from "../wasm-tests/lib/authz.mjs";
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 const SECONDS = Number(process.env.BENCH_DURATION ?? 8);
@@ -51,13 +51,7 @@ try {
       pluginConfig: ({ origin }) => ({
         resource: `${origin}/mcp`,
         routes: [{ prefix: "/mcp", scopes: ["mcp:tools"] }],
-        authorization_server: {
-          ...keysSection(m),
-          scopes: [{ name: "mcp:tools", description: "Use the tools" }],
-          users: [m.userEntry()],
-          clients: [m.robotEntry({ scopes: ["mcp:tools"] }), { client_id: "bench", redirect_uris: [REDIRECT] }],
-          rate_limits: { token_per_minute_per_client: 1e9, token_per_minute_per_address: 1e9 },
-        },
+        authorization_server: authServerSection(m, { clientId: "bench", redirectUri: REDIRECT }),
         ...(id === "etcd" ? { state_store: { etcd: { cluster: "etcd", prefix: `/bench-${randomSecret(4)}/` } } } : {}),
       }),
     });

@@ -8,7 +8,7 @@ import { startEcho } from "./lib/backends.mjs";
 import { startEtcdCluster, etcdEnvoyCluster, etcdGrpcEnvoyCluster } from "./lib/etcd.mjs";
 import { request } from "./lib/http.mjs";
 import { waitFor } from "./lib/procs.mjs";
-import { Agent, authServerMaterial, authorizeFlow, authorizeUrl, keysSection, mcpPost, pkce, postForm, randomSecret, tokenRequest } from "./lib/authz.mjs";
+import { Agent, authServerMaterial, authorizeFlow, authorizeUrl, authServerSection, mcpPost, pkce, postForm, randomSecret, tokenRequest } from "./lib/authz.mjs";
 
 const REDIRECT = "http://127.0.0.1:45682/callback";
 const PASSWORD = `pw-${randomSecret(12)}`;
@@ -38,12 +38,7 @@ before(async () => {
     pluginConfig: ({ origin }) => ({
       resource: `${origin}/mcp`,
       routes: [{ prefix: "/mcp", scopes: ["mcp:tools"] }],
-      authorization_server: {
-        ...keysSection(m),
-        scopes: [{ name: "mcp:tools", description: "Use the tools" }],
-        users: [m.userEntry()],
-        clients: [m.robotEntry({ scopes: ["mcp:tools"] }), { client_id: "auth-app", redirect_uris: [REDIRECT] }],
-      },
+      authorization_server: authServerSection(m, { clientId: "auth-app", redirectUri: REDIRECT }),
       state_store: { etcd: { cluster: "etcd", watch_cluster: "etcd_grpc", prefix: "/auth-e2e/", username: "root", password_env: "ETCD_PASSWORD" } },
     }),
   });

@@ -22,7 +22,7 @@ import {
   authorizeFlow,
   authorizeUrl,
   describeFlow,
-  keysSection,
+  authServerSection,
   mcpPost,
   pkce,
   postForm,
@@ -81,14 +81,7 @@ before(async () => {
   pluginConfig = {
     resource: RESOURCE,
     routes: [{ prefix: "/mcp", scopes: [SCOPE] }],
-    authorization_server: {
-      ...keysSection(m),
-      scopes: [{ name: SCOPE, description: "Use the tools" }],
-      default_scopes: [SCOPE],
-      users: [m.userEntry()],
-      clients: [m.robotEntry({ scopes: [SCOPE] }), { client_id: "etcd-public", client_name: "Etcd Public App", redirect_uris: [REDIRECT] }],
-      rate_limits: { token_per_minute_per_client: 10000, token_per_minute_per_address: 10000, register_per_minute_per_address: 1000 },
-    },
+    authorization_server: authServerSection(m, { clientId: "etcd-public", redirectUri: REDIRECT }),
     state_store: { etcd: { cluster: "etcd", prefix: PREFIX, poll_interval_ms: POLL_MS, timeout_ms: 1000 } },
   };
   [A, B] = await Promise.all([startReplica(portA), startReplica(portB)]);

@@ -12,7 +12,7 @@ import { startEcho } from "./lib/backends.mjs";
 import { startEtcdCluster, etcdEnvoyCluster, etcdGrpcEnvoyCluster, makeEtcdTls } from "./lib/etcd.mjs";
 import { request } from "./lib/http.mjs";
 import { waitFor } from "./lib/procs.mjs";
-import { Agent, authServerMaterial, authorizeFlow, authorizeUrl, keysSection, mcpPost, pkce, tokenRequest } from "./lib/authz.mjs";
+import { Agent, authServerMaterial, authorizeFlow, authorizeUrl, authServerSection, mcpPost, pkce, tokenRequest } from "./lib/authz.mjs";
 
 const REDIRECT = "http://127.0.0.1:45683/callback";
 let m, echo, etcd, envoy, certDir;
@@ -29,12 +29,7 @@ before(async () => {
     pluginConfig: ({ origin }) => ({
       resource: `${origin}/mcp`,
       routes: [{ prefix: "/mcp", scopes: ["mcp:tools"] }],
-      authorization_server: {
-        ...keysSection(m),
-        scopes: [{ name: "mcp:tools", description: "Use the tools" }],
-        users: [m.userEntry()],
-        clients: [m.robotEntry({ scopes: ["mcp:tools"] }), { client_id: "tls-app", redirect_uris: [REDIRECT] }],
-      },
+      authorization_server: authServerSection(m, { clientId: "tls-app", redirectUri: REDIRECT }),
       state_store: { etcd: { cluster: "etcd", watch_cluster: "etcd_grpc", prefix: "/tls-e2e/" } },
     }),
   });

@@ -180,21 +180,15 @@ impl RootContext for Root {
             .cloned()
             .map(CredentialFetcher::new)
             .collect();
+        let etcd = config.state_store.clone().map(EtcdPoller::new);
         let state = VmState {
             gateway: Gateway { config, verifier },
             fetchers,
             credentials,
             waiters: Vec::new(),
             stats: Stats::define(),
-            etcd: None,
+            etcd,
         };
-        let mut state = state;
-        state.etcd = state
-            .gateway
-            .config
-            .state_store
-            .clone()
-            .map(EtcdPoller::new);
         if state.gateway.config.authorization_server.is_some() {
             super::shared_store::create_code_shards();
         }
@@ -271,8 +265,8 @@ impl Root {
         }
     }
 
-    /// Ticks fast while something waits or a first key set is loading, slowly while there are
-    /// keys to refresh, and not at all otherwise.
+    /// Ticks fast while something waits or a first key set is loading, every 100 ms with etcd
+    /// (its poll), slowly while there are keys to refresh, and not at all otherwise.
     fn adjust_tick(&mut self) {
         let Some(state) = &self.state else { return };
         let period = {
@@ -288,16 +282,12 @@ impl Root {
             });
             // A request may ask for a refetch at any time, so a VM with fetched keys keeps
             // ticking often enough to start it promptly; an idle tick costs next to nothing.
-            if vm.etcd.is_some() {
-                ETCD_TICK.min(if vm.waiters.is_empty() && !loading {
-                    IDLE_TICK
-                } else {
-                    FAST_TICK
-                })
+            if !vm.waiters.is_empty() || loading {
+                FAST_TICK
+            } else if vm.etcd.is_some() {
+                ETCD_TICK
             } else if vm.fetchers.is_empty() && vm.credentials.is_empty() {
                 Duration::ZERO
-            } else if !vm.waiters.is_empty() || loading {
-                FAST_TICK
             } else {
                 IDLE_TICK
             }

@@ -493,3 +493,64 @@ fn lease_ids_are_shared_by_replicas_and_cover_the_expiry() {
     assert!((NOW + 60..=NOW + 60 + 3 * super::keys::BUCKET_SECONDS).contains(&end));
     assert_ne!(super::keys::lease_for(&cfg, NOW + 1000).0, id);
 }
+
+fn replica_with(etcd: Value) -> Replica {
+    let mut cfg = config_json("refuse");
+    cfg["state_store"]["etcd"] = etcd;
+    let (config, verifier) = config::parse(cfg.to_string().as_bytes(), &|_| None).unwrap();
+    Replica {
+        gateway: Gateway { config, verifier },
+        store: MemoryStore::default(),
+    }
+}
+
+impl Replica {
+    fn mcp(&mut self, token: &str, now: u64) -> Response {
+        let bearer = format!("Bearer {token}");
+        let request = Request {
+            method: "GET",
+            path: "/mcp",
+            authorization: vec![&bearer],
+            ..Default::default()
+        };
+        match self.gateway.decide(&request, now, &mut self.store).action {
+            Action::Respond(r) => r,
+            Action::Forward { .. } => Response {
+                status: 200,
+                headers: vec![],
+                body: vec![],
+            },
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn validation_refuse_answers_503_while_the_snapshot_is_stale() {
+    let mut a = replica_with(
+        json!({"cluster": "etcd", "prefix": "/t/", "when_unavailable": {"validation": "refuse", "health_status": 503}}),
+    );
+    let mut etcd = FakeEtcd::default();
+    let token = field(&a.redeem(&mut etcd, &a.code()), "access_token");
+    // Never loaded: refused.
+    assert_eq!(a.mcp(&token, NOW).status, 503);
+    a.poll(&mut etcd, NOW * 1000);
+    assert_eq!(a.mcp(&token, NOW + 1).status, 200);
+    // etcd silent for longer than max_snapshot_age_ms (4 s): refused again, and /health is 503.
+    let refused = a.mcp(&token, NOW + 5);
+    assert_eq!(refused.status, 503);
+    assert_eq!(field(&refused, "error"), "temporarily_unavailable");
+    let health = a.health(NOW + 5);
+    assert_eq!(health.status, 503);
+    assert_eq!(field(&health, "status"), "degraded");
+}
+
+#[test]
+fn validation_goes_on_with_the_last_snapshot_by_default() {
+    let (mut a, _) = replicas("refuse");
+    let mut etcd = FakeEtcd::default();
+    let token = field(&a.redeem(&mut etcd, &a.code()), "access_token");
+    assert_eq!(a.mcp(&token, NOW).status, 200, "not loaded yet: served");
+    a.poll(&mut etcd, NOW * 1000);
+    assert_eq!(a.mcp(&token, NOW + 60).status, 200, "stale: served");
+}

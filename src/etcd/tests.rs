@@ -554,3 +554,47 @@ fn validation_goes_on_with_the_last_snapshot_by_default() {
     a.poll(&mut etcd, NOW * 1000);
     assert_eq!(a.mcp(&token, NOW + 60).status, 200, "stale: served");
 }
+
+#[test]
+fn an_answer_that_is_not_etcd_s_is_never_taken_for_a_replay() {
+    let (mut a, _) = replicas("refuse");
+    let mut etcd = FakeEtcd::default();
+    a.redeem(&mut etcd, &a.code()); // leases granted
+    let code = a.code();
+    let request = Request {
+        method: "POST",
+        path: "/oauth/token",
+        content_type: Some("application/x-www-form-urlencoded"),
+        ..Default::default()
+    };
+    let body = crate::form::encode(&[
+        ("grant_type", "authorization_code"),
+        ("code", &code),
+        ("code_verifier", VERIFIER),
+        ("redirect_uri", REDIRECT),
+        ("client_id", "app"),
+    ]);
+    let mut decision = a
+        .gateway
+        .decide_with_body(&request, body.as_bytes(), NOW, &mut a.store);
+    // A proxy in the way answers 200 with something else, twice.
+    for _ in 0..2 {
+        let Action::Store(call) = decision.action else {
+            panic!("expected an etcd call, got {:?}", decision.action);
+        };
+        decision = a.gateway.resume_store(
+            &request,
+            call.pending,
+            Some("200"),
+            b"{}",
+            NOW,
+            &mut a.store,
+        );
+    }
+    let Action::Respond(response) = decision.action else {
+        panic!("expected an answer");
+    };
+    assert_eq!(response.status, 503);
+    // The code was never spent: it works once etcd answers.
+    assert_eq!(a.redeem(&mut etcd, &code).status, 200);
+}

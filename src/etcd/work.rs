@@ -215,7 +215,7 @@ fn step(cfg: &EtcdConfig, store: &mut dyn Store, mut pending: Pending, now: u64)
 pub fn resume(
     cfg: &EtcdConfig,
     store: &mut dyn Store,
-    mut pending: Pending,
+    pending: Pending,
     status: Option<&str>,
     body: &[u8],
     now: u64,
@@ -226,23 +226,36 @@ pub fn resume(
             step(cfg, store, pending, now)
         }
         (Waiting::Work, Ok(answer)) => done(cfg, store, pending, &api::parse_txn(&answer), now),
-        (_, Err(failure)) => {
-            match failure {
-                Failure::LeaseNotFound => {
-                    for exp in pending.work.expiries() {
-                        keys::forget_lease(store, keys::lease_for(cfg, exp).0);
-                    }
-                }
-                Failure::AuthFailed => keys::forget_auth_token(store),
-                _ => {}
-            }
-            pending.failures += 1;
-            if pending.failures < MAX_FAILURES && !matches!(failure, Failure::Refused(_)) {
-                return step(cfg, store, pending, now);
-            }
-            unavailable(cfg, store, pending, &failure, now)
-        }
+        (_, Err(failure)) => failed(cfg, store, pending, failure, now),
     }
+}
+
+/// A call failed (or its answer made no sense): make it again once, else give up.
+fn failed(
+    cfg: &EtcdConfig,
+    store: &mut dyn Store,
+    mut pending: Pending,
+    failure: Failure,
+    now: u64,
+) -> Next {
+    match failure {
+        Failure::LeaseNotFound => {
+            for exp in pending.work.expiries() {
+                keys::forget_lease(store, keys::lease_for(cfg, exp).0);
+            }
+        }
+        Failure::AuthFailed => keys::forget_auth_token(store),
+        _ => {}
+    }
+    pending.failures += 1;
+    if pending.failures < MAX_FAILURES && !matches!(failure, Failure::Refused(_)) {
+        return step(cfg, store, pending, now);
+    }
+    unavailable(cfg, store, pending, &failure, now)
+}
+
+fn unexpected() -> Failure {
+    Failure::Unreachable("unexpected answer".into())
 }
 
 fn respond(pending: Pending) -> Next {
@@ -272,6 +285,10 @@ fn done(
             if result.succeeded || ours {
                 return respond(pending);
             }
+            if result.get(0).is_none() {
+                // The failure branch reads the code: no value means this is not etcd's answer.
+                return failed(cfg, store, pending, unexpected(), now);
+            }
             // RFC 9700 §4.2.4: a replayed code revokes what the first redemption got.
             pending.finish = invalid_grant("The authorization code was already used");
             match family {
@@ -297,18 +314,16 @@ fn done(
                 return respond(pending);
             }
             let Some(inner) = result.inner(0) else {
-                return unavailable(
-                    cfg,
-                    store,
-                    pending,
-                    &Failure::Unreachable("unexpected answer".into()),
-                    now,
-                );
+                return failed(cfg, store, pending, unexpected(), now);
             };
             if inner.succeeded {
                 return respond(pending);
             }
-            let current = inner.get(0).map(|kv| kv.value.as_str()).unwrap_or("");
+            // The family exists (else the nested transaction succeeded): no value read means
+            // this is not etcd's answer.
+            let Some(current) = inner.get(0).map(|kv| kv.value.as_str()) else {
+                return failed(cfg, store, pending, unexpected(), now);
+            };
             let live = inner.get(1).map(|kv| kv.value.as_str()).unwrap_or("");
             if current == (generation + 1).to_string()
                 && live.split(' ').next() == Some(access_jti.as_str())

@@ -8,6 +8,7 @@
 #   make check-config CONFIG=file.json
 #   make bench        side-by-side benchmark (no filter, no-op Wasm, jwt_authn, ours; MCP body inspection): BENCHMARKS.md (not in test)
 #   make soak         soak test: 200k mixed requests at concurrency 64, flat memory, revocations hold (not in test)
+#   make bench-etcd   token endpoint and validation with state in etcd vs shared data: a section of BENCHMARKS.md (about 2 min)
 #
 # Reruns are cheap: installs are guarded by stamp files that depend on the lock files.
 
@@ -107,3 +108,8 @@ bench: $(VENV_STAMP) $(NODE_STAMP) wasm
 .PHONY: soak
 soak: $(VENV_STAMP) $(NODE_STAMP) wasm
 	ENVOY_BIN=$(ENVOY_BIN) MCP_OAUTH_WASM=$(abspath $(WASM)) node bench/soak.mjs
+# etcd vs shared data (bench/etcd.mjs): a 3-member etcd and two Envoys, about 2 minutes; writes its
+# section of BENCHMARKS.md. Needs Debian's etcd-server and wrk. Not part of `make test`.
+.PHONY: bench-etcd
+bench-etcd: setup wasm
+	ENVOY_BIN=$(ENVOY_BIN) MCP_OAUTH_WASM=$(abspath $(WASM)) node bench/etcd.mjs

@@ -71,6 +71,9 @@ pub enum Action {
     /// A sign-in needs a call to the upstream identity provider: make it, then hand the
     /// answer and the call's step to `Gateway::resume_upstream`.
     CallUpstream(crate::federation::Call),
+    /// A grant must be recorded in etcd first: make the call, hand the answer (and the call's
+    /// `pending` state) to `Gateway::resume_store`, and apply what it decides.
+    Store(Box<crate::etcd::EtcdCall>),
 }
 
 /// How a request ended, for stats and logs.
@@ -231,12 +234,6 @@ impl Gateway {
         now: u64,
         store: &mut dyn Store,
     ) -> Decision {
-        let mut resources: Vec<String> = vec![self.config.resource.clone()];
-        for route in &self.config.routes {
-            if !resources.contains(&route.resource) {
-                resources.push(route.resource.clone());
-            }
-        }
         let auth_request = AuthRequest {
             http: request,
             body,
@@ -273,15 +270,19 @@ impl Gateway {
             verifier: &self.verifier,
             store,
             now,
+            etcd: self.config.state_store.as_ref(),
         };
         f(&mut ctx)
     }
 
+    /// The decision for an endpoint's reply; a request that must call out first is counted
+    /// once, when its answer goes out.
     fn reply_decision(reply: Reply, outcome: Outcome) -> Decision {
-        let action = match reply {
-            Reply::Response(response) => Action::Respond(response),
-            Reply::Fetch(fetch) => Action::FetchClientMetadata(fetch),
-            Reply::Upstream(call) => Action::CallUpstream(call),
+        let (action, outcome) = match reply {
+            Reply::Response(response) => (Action::Respond(response), outcome),
+            Reply::Fetch(fetch) => (Action::FetchClientMetadata(fetch), Outcome::Pending),
+            Reply::Upstream(call) => (Action::CallUpstream(call), Outcome::Pending),
+            Reply::Store(call) => (Action::Store(call), Outcome::Pending),
         };
         Decision {
             action,
@@ -385,7 +386,8 @@ impl Gateway {
             | Action::ReadBody { .. }
             | Action::FetchClientMetadata(_)
             | Action::Introspect(_)
-            | Action::CallUpstream(_) => {}
+            | Action::CallUpstream(_)
+            | Action::Store(_) => {}
         }
         decision
     }
@@ -416,7 +418,7 @@ impl Gateway {
         }
         let path = path_only(request.path);
         if path == config.health_path {
-            return Decision::respond(self.health(), Outcome::Served);
+            return Decision::respond(self.health(store, now), Outcome::Served);
         }
         if path == PRM_PATH || path.starts_with(&format!("{PRM_PATH}/")) {
             return self.metadata(request.method, path);
@@ -526,6 +528,9 @@ impl Gateway {
                 Err(error) => return Err(Box::new(self.token_error(&challenge, error, path))),
             },
         };
+        if let Some(refusal) = self.stale_snapshot_refusal(store, now) {
+            return Err(Box::new(refusal));
+        }
         if verified
             .jwt_id
             .as_deref()
@@ -931,14 +936,22 @@ impl Gateway {
         }
     }
 
-    /// Health for load balancers: 503 until every issuer with fetched keys has loaded them once.
-    pub fn health(&self) -> Response {
+    /// Health for load balancers: 503 until every issuer with fetched keys has loaded them once
+    /// (and, with etcd, until the revocation snapshot has loaded once); `degraded` while etcd
+    /// does not answer.
+    pub fn health(&self, store: &dyn Store, now: u64) -> Response {
         let keys_loaded = self.verifier.issuers.iter().all(|i| i.keys_loaded());
-        let status = if keys_loaded { "ok" } else { "starting" };
-        Response::json(
-            if keys_loaded { 200 } else { 503 },
-            &json!({ "status": status, "keys_loaded": keys_loaded, "version": VERSION }),
-        )
+        let state_store = self.state_store_health(store, now);
+        let (status, code) = match (keys_loaded, state_store) {
+            (false, _) | (_, Some(("starting", _))) => ("starting", 503),
+            (true, Some(("ok", _)) | None) => ("ok", 200),
+            (true, Some((_, code))) => ("degraded", code),
+        };
+        let mut body = json!({ "status": status, "keys_loaded": keys_loaded, "version": VERSION });
+        if let (Some(object), Some((label, _))) = (body.as_object_mut(), state_store) {
+            object.insert("state_store".into(), json!(label));
+        }
+        Response::json(code, &body)
     }
 }
 
@@ -1006,5 +1019,6 @@ fn sanitize(text: &str) -> String {
     text.chars().filter(|c| !c.is_control()).take(200).collect()
 }
 
+mod state_store;
 #[cfg(test)]
 mod tests;

@@ -19,6 +19,7 @@
 pub mod authz;
 pub mod config;
 pub mod cors;
+pub mod etcd;
 pub mod federation;
 pub mod form;
 pub mod gateway;

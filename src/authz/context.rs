@@ -65,6 +65,8 @@ pub struct Ctx<'a> {
     pub verifier: &'a Verifier,
     pub store: &'a mut dyn Store,
     pub now: u64,
+    /// etcd, when it holds the one-time state (codes, refresh families, revocations).
+    pub etcd: Option<&'a crate::config::state_store::EtcdConfig>,
 }
 
 impl Ctx<'_> {

@@ -83,13 +83,23 @@ impl Endpoint {
     }
 }
 
-/// An endpoint's answer, the client metadata document it needs first, or a call to the
-/// upstream identity provider.
+/// An endpoint's answer, the client metadata document it needs first, a call to the
+/// upstream identity provider, or the etcd write to make before answering.
 #[derive(Debug)]
 pub enum Reply {
     Response(Response),
     Fetch(cimd::Fetch),
     Upstream(crate::federation::Call),
+    Store(Box<crate::etcd::EtcdCall>),
+}
+
+impl From<crate::etcd::work::Next> for Reply {
+    fn from(next: crate::etcd::work::Next) -> Reply {
+        match next {
+            crate::etcd::work::Next::Call(call) => Reply::Store(call),
+            crate::etcd::work::Next::Respond { response, .. } => Reply::Response(response),
+        }
+    }
 }
 
 impl From<Response> for Reply {
@@ -115,9 +125,9 @@ pub fn handle(ctx: &mut Ctx, endpoint: Endpoint, req: &AuthRequest) -> Reply {
                 None => Response::oauth_error(404, "not_found", "Not found").into(),
             };
         }
-        Endpoint::Token => token::handle(ctx, req),
+        Endpoint::Token => return token::handle(ctx, req),
         Endpoint::Register => register::handle(ctx, req),
-        Endpoint::Revoke => revocation::revoke(ctx, req),
+        Endpoint::Revoke => return revocation::revoke(ctx, req),
         Endpoint::Introspect => revocation::introspect(ctx, req),
     };
     Reply::Response(response)

@@ -7,6 +7,8 @@ use super::context::{json_error, method_not_allowed, AuthRequest, Ctx};
 use super::grants;
 use super::state;
 use super::token::client_error;
+use super::Reply;
+use crate::etcd::work::Work;
 use crate::form::Params;
 use crate::http::Response;
 
@@ -30,55 +32,70 @@ fn form_of(req: &AuthRequest) -> Result<Params, Response> {
     })
 }
 
-/// Revokes a refresh token (its whole grant) or an access token (on this Envoy at once).
+/// Revokes a refresh token (its whole grant) or an access token: in this Envoy's shared data,
+/// or in etcd (every replica) when it is configured.
 /// Answers 200 whether or not the token was known, as RFC 7009 §2.2 asks.
-pub fn revoke(ctx: &mut Ctx, req: &AuthRequest) -> Response {
+pub fn revoke(ctx: &mut Ctx, req: &AuthRequest) -> Reply {
     let form = match form_of(req) {
         Ok(form) => form,
-        Err(response) => return response,
+        Err(response) => return response.into(),
     };
     let auth =
         match clients::authenticate(ctx.config, ctx.store, ctx.now, req.authorization(), &form) {
             Ok(auth) => auth,
-            Err(error) => return client_error(error),
+            Err(error) => return client_error(error).into(),
         };
     let Some(token) = form.get("token") else {
-        return json_error(400, "invalid_request", "token is required");
+        return json_error(400, "invalid_request", "token is required").into();
     };
     let client_id = &auth.client.client_id;
-    if let Some(refresh) = grants::open_refresh(ctx.config, token) {
-        if &refresh.client_id == client_id
-            && state::revoke_family(
-                ctx.store,
-                &refresh.fam,
-                refresh.exp,
-                ctx.now + ctx.config.access_token_ttl,
-            )
-            .is_err()
-        {
-            return json_error(
-                503,
-                "temporarily_unavailable",
-                "Could not record the revocation",
-            );
-        }
+    let work = if let Some(refresh) = grants::open_refresh(ctx.config, token) {
+        (&refresh.client_id == client_id).then(|| Work::RevokeFamily {
+            family: refresh.fam.clone(),
+            exp: refresh.exp,
+            access_exp: ctx.now + ctx.config.access_token_ttl,
+        })
     } else if let Some(access) = grants::read_access_token(ctx.verifier, token, ctx.now) {
         let ours = access.issuer == ctx.config.issuer
             && access.client_id.as_deref() == Some(client_id.as_str());
-        if let (true, Some(jti)) = (ours, access.jwt_id.as_deref()) {
-            if state::revoke_access_token(ctx.store, jti, access.expires_at).is_err() {
-                return json_error(
-                    503,
-                    "temporarily_unavailable",
-                    "Could not record the revocation",
-                );
-            }
+        match (ours, access.jwt_id) {
+            (true, Some(jti)) => Some(Work::RevokeAccess {
+                jti,
+                exp: access.expires_at,
+            }),
+            _ => None,
         }
-    }
-    Response {
+    } else {
+        None
+    };
+    let done = Response {
         status: 200,
         headers: vec![("cache-control".into(), "no-store".into())],
         body: vec![],
+    };
+    let Some(work) = work else {
+        return done.into();
+    };
+    if let Some(etcd) = ctx.etcd {
+        return crate::etcd::work::start(etcd, ctx.store, work, done, ctx.now).into();
+    }
+    let recorded = match &work {
+        Work::RevokeFamily {
+            family,
+            exp,
+            access_exp,
+        } => state::revoke_family(ctx.store, family, *exp, *access_exp),
+        Work::RevokeAccess { jti, exp } => state::revoke_access_token(ctx.store, jti, *exp),
+        _ => Ok(()),
+    };
+    match recorded {
+        Ok(()) => done.into(),
+        Err(_) => json_error(
+            503,
+            "temporarily_unavailable",
+            "Could not record the revocation",
+        )
+        .into(),
     }
 }
 

@@ -264,6 +264,18 @@ pub fn revoke_family(
     Ok(())
 }
 
+/// Marks the family revoked in this store only (the revocation itself was recorded elsewhere:
+/// etcd). Its live access token is revoked separately.
+pub fn mark_family_revoked(store: &mut dyn Store, family: &str, expires_at: u64) {
+    let revoked = Family {
+        generation: None,
+        expires_at,
+        access_jti: "-".to_string(),
+        issued_at: 0,
+    };
+    let _ = store.set(&family_key(family), &revoked.encode(), None);
+}
+
 pub fn family_revoked(store: &dyn Store, family: &str) -> bool {
     store
         .get(&family_key(family))

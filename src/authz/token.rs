@@ -5,23 +5,27 @@ use serde_json::json;
 
 use super::clients::{self, AuthError, Authenticated};
 use super::context::{json_error, method_not_allowed, too_many_requests, AuthRequest, Ctx};
-use super::grants::{self, AccessToken, Refresh};
+use super::grants::{self, AccessToken, Code, Refresh};
 use super::scope;
 use super::state::{self, Rotation};
+use super::Reply;
+use crate::config::state_store::EtcdConfig;
+use crate::etcd::work::{self, NewFamily, Work};
 use crate::federation::held;
 use crate::form::Params;
 use crate::http::Response;
 
-pub fn handle(ctx: &mut Ctx, req: &AuthRequest) -> Response {
+pub fn handle(ctx: &mut Ctx, req: &AuthRequest) -> Reply {
     if req.method() != "POST" {
-        return method_not_allowed("POST");
+        return method_not_allowed("POST").into();
     }
     if req.media_type() != "application/x-www-form-urlencoded" {
         return json_error(
             400,
             "invalid_request",
             "Send the parameters as application/x-www-form-urlencoded",
-        );
+        )
+        .into();
     }
     let form = match Params::parse(req.body) {
         Ok(form) => form,
@@ -31,6 +35,7 @@ pub fn handle(ctx: &mut Ctx, req: &AuthRequest) -> Response {
                 "invalid_request",
                 &format!("Parameter {name} is repeated"),
             )
+            .into()
         }
     };
     let limits = ctx.config.rate_limits;
@@ -40,12 +45,12 @@ pub fn handle(ctx: &mut Ctx, req: &AuthRequest) -> Response {
         limits.token_per_minute_per_address,
         ctx.now,
     ) {
-        return too_many_requests(wait);
+        return too_many_requests(wait).into();
     }
     let auth =
         match clients::authenticate(ctx.config, ctx.store, ctx.now, req.authorization(), &form) {
             Ok(auth) => auth,
-            Err(error) => return client_error(error),
+            Err(error) => return client_error(error).into(),
         };
     if let Err(wait) = state::rate_limit(
         ctx.store,
@@ -53,10 +58,10 @@ pub fn handle(ctx: &mut Ctx, req: &AuthRequest) -> Response {
         limits.token_per_minute_per_client,
         ctx.now,
     ) {
-        return too_many_requests(wait);
+        return too_many_requests(wait).into();
     }
     let Some(grant_type) = form.get("grant_type") else {
-        return json_error(400, "invalid_request", "grant_type is required");
+        return json_error(400, "invalid_request", "grant_type is required").into();
     };
     if !matches!(
         grant_type,
@@ -66,19 +71,21 @@ pub fn handle(ctx: &mut Ctx, req: &AuthRequest) -> Response {
             400,
             "unsupported_grant_type",
             "Use authorization_code, refresh_token or client_credentials",
-        );
+        )
+        .into();
     }
     if !auth.client.allows_grant(grant_type) {
         return json_error(
             400,
             "unauthorized_client",
             &format!("This client may not use {grant_type}"),
-        );
+        )
+        .into();
     }
     match grant_type {
         "authorization_code" => authorization_code(ctx, &auth, &form),
         "refresh_token" => refresh_token(ctx, &auth, &form),
-        _ => client_credentials(ctx, &auth, &form),
+        _ => client_credentials(ctx, &auth, &form).into(),
     }
 }
 
@@ -112,27 +119,27 @@ fn unavailable() -> Response {
     )
 }
 
-fn authorization_code(ctx: &mut Ctx, auth: &Authenticated, form: &Params) -> Response {
+fn authorization_code(ctx: &mut Ctx, auth: &Authenticated, form: &Params) -> Reply {
     let Some(code_text) = form.get("code") else {
-        return json_error(400, "invalid_request", "code is required");
+        return json_error(400, "invalid_request", "code is required").into();
     };
     let Some(verifier) = form.get("code_verifier") else {
-        return json_error(400, "invalid_request", "code_verifier is required (PKCE)");
+        return json_error(400, "invalid_request", "code_verifier is required (PKCE)").into();
     };
     let Some(code) = grants::open_code(ctx.config, code_text) else {
-        return invalid_grant("The authorization code is invalid");
+        return invalid_grant("The authorization code is invalid").into();
     };
     if code.exp < ctx.now {
-        return invalid_grant("The authorization code expired");
+        return invalid_grant("The authorization code expired").into();
     }
     if code.client_id != auth.client.client_id {
-        return invalid_grant("The authorization code was issued to another client");
+        return invalid_grant("The authorization code was issued to another client").into();
     }
     if form.get("redirect_uri") != Some(code.redirect_uri.as_str()) {
-        return invalid_grant("redirect_uri does not match the authorization request");
+        return invalid_grant("redirect_uri does not match the authorization request").into();
     }
     if !super::pkce::verify(&code.code_challenge, verifier) {
-        return invalid_grant("The code_verifier does not match the code_challenge");
+        return invalid_grant("The code_verifier does not match the code_challenge").into();
     }
     if let Some(resource) = form.get("resource") {
         if resource != code.resource {
@@ -140,8 +147,12 @@ fn authorization_code(ctx: &mut Ctx, auth: &Authenticated, form: &Params) -> Res
                 400,
                 "invalid_target",
                 "resource differs from the authorization request",
-            );
+            )
+            .into();
         }
+    }
+    if let Some(etcd) = ctx.etcd {
+        return redeem_in_etcd(ctx, etcd, auth, &code);
     }
     match state::redeem_code_once(ctx.store, &code.jti, code.exp, ctx.now) {
         Ok(true) => {}
@@ -153,27 +164,16 @@ fn authorization_code(ctx: &mut Ctx, auth: &Authenticated, form: &Params) -> Res
                 ctx.now + ctx.config.refresh_token_ttl,
                 ctx.now + ctx.config.access_token_ttl,
             );
-            return invalid_grant("The authorization code was already used");
+            return invalid_grant("The authorization code was already used").into();
         }
-        Err(_) => return unavailable(),
+        Err(_) => return unavailable().into(),
     }
-    // The upstream tokens the gateway holds for this grant (federated sign-in).
     let held = match hold_upstream(ctx, &code.jti, code.upstream.as_deref()) {
         Ok(held) => held,
-        Err(response) => return response,
+        Err(response) => return response.into(),
     };
+    let refresh = first_refresh(ctx, auth, &code, held.clone());
     let grant = held.as_ref().map(|_| code.jti.as_str());
-    let refresh = auth.client.allows_grant("refresh_token").then(|| Refresh {
-        upstream: held.clone(),
-        fam: code.jti.clone(),
-        gen: 0,
-        client_id: code.client_id.clone(),
-        scope: code.scope.clone(),
-        resource: code.resource.clone(),
-        sub: code.sub.clone(),
-        exp: ctx.now + ctx.config.refresh_token_ttl,
-        iat: ctx.now,
-    });
     let access = match mint(
         ctx,
         &code.sub,
@@ -183,28 +183,90 @@ fn authorization_code(ctx: &mut Ctx, auth: &Authenticated, form: &Params) -> Res
         grant,
     ) {
         Ok(access) => access,
-        Err(response) => return response,
+        Err(response) => return response.into(),
     };
     if let Some(r) = &refresh {
         if state::start_family(ctx.store, &r.fam, r.exp, &access.jti, r.iat).is_err() {
-            return unavailable();
+            return unavailable().into();
         }
     }
-    issue(ctx, access, &code.scope, refresh)
+    issue(ctx, access, &code.scope, refresh).into()
 }
 
-fn refresh_token(ctx: &mut Ctx, auth: &Authenticated, form: &Params) -> Response {
+/// The refresh token a code redemption starts its family with, if the client may refresh;
+/// `upstream`: the sealed upstream tokens it carries (federated sign-in).
+fn first_refresh(
+    ctx: &Ctx,
+    auth: &Authenticated,
+    code: &Code,
+    upstream: Option<String>,
+) -> Option<Refresh> {
+    auth.client.allows_grant("refresh_token").then(|| Refresh {
+        fam: code.jti.clone(),
+        gen: 0,
+        client_id: code.client_id.clone(),
+        scope: code.scope.clone(),
+        resource: code.resource.clone(),
+        sub: code.sub.clone(),
+        exp: ctx.now + ctx.config.refresh_token_ttl,
+        iat: ctx.now,
+        upstream,
+    })
+}
+
+/// With etcd: the answer is made first, then sent only once etcd has recorded the code as
+/// redeemed (create-if-absent) and started its refresh family.
+fn redeem_in_etcd(ctx: &mut Ctx, etcd: &EtcdConfig, auth: &Authenticated, code: &Code) -> Reply {
+    let held = match hold_upstream(ctx, &code.jti, code.upstream.as_deref()) {
+        Ok(held) => held,
+        Err(response) => return response.into(),
+    };
+    let refresh = first_refresh(ctx, auth, code, held.clone());
+    let grant = held.as_ref().map(|_| code.jti.as_str());
+    let access = match mint(
+        ctx,
+        &code.sub,
+        &code.client_id,
+        &code.scope,
+        &code.resource,
+        grant,
+    ) {
+        Ok(access) => access,
+        Err(response) => return response.into(),
+    };
+    let family = refresh.as_ref().map(|r| NewFamily {
+        exp: r.exp,
+        access_jti: access.jti.clone(),
+        access_exp: ctx.now + ctx.config.access_token_ttl,
+    });
+    let response = issue(ctx, access, &code.scope, refresh);
+    let Some(nonce) = crate::random::id() else {
+        return json_error(500, "server_error", "No randomness available").into();
+    };
+    if response.status != 200 {
+        return response.into();
+    }
+    let work = Work::RedeemCode {
+        jti: code.jti.clone(),
+        exp: code.exp,
+        nonce,
+        family,
+    };
+    work::start(etcd, ctx.store, work, response, ctx.now).into()
+}
+
+fn refresh_token(ctx: &mut Ctx, auth: &Authenticated, form: &Params) -> Reply {
     let Some(text) = form.get("refresh_token") else {
-        return json_error(400, "invalid_request", "refresh_token is required");
+        return json_error(400, "invalid_request", "refresh_token is required").into();
     };
     let Some(old) = grants::open_refresh(ctx.config, text) else {
-        return invalid_grant("The refresh token is invalid");
+        return invalid_grant("The refresh token is invalid").into();
     };
     if old.exp < ctx.now {
-        return invalid_grant("The refresh token expired");
+        return invalid_grant("The refresh token expired").into();
     }
     if old.client_id != auth.client.client_id {
-        return invalid_grant("The refresh token was issued to another client");
+        return invalid_grant("The refresh token was issued to another client").into();
     }
     if let Some(resource) = form.get("resource") {
         if resource != old.resource {
@@ -212,7 +274,8 @@ fn refresh_token(ctx: &mut Ctx, auth: &Authenticated, form: &Params) -> Response
                 400,
                 "invalid_target",
                 "resource differs from the original grant",
-            );
+            )
+            .into();
         }
     }
     let granted = scope::split(&old.scope);
@@ -224,7 +287,8 @@ fn refresh_token(ctx: &mut Ctx, auth: &Authenticated, form: &Params) -> Response
                     400,
                     "invalid_scope",
                     "A refresh cannot add scopes to the grant",
-                );
+                )
+                .into();
             }
             requested.join(" ")
         }
@@ -233,13 +297,38 @@ fn refresh_token(ctx: &mut Ctx, auth: &Authenticated, form: &Params) -> Response
     let exp = ctx.now + ctx.config.refresh_token_ttl;
     let held = match hold_upstream(ctx, &old.fam, old.upstream.as_deref()) {
         Ok(held) => held,
-        Err(response) => return response,
+        Err(response) => return response.into(),
     };
     let grant = held.as_ref().map(|_| old.fam.as_str());
     let access = match mint(ctx, &old.sub, &old.client_id, &scope, &old.resource, grant) {
         Ok(access) => access,
-        Err(response) => return response,
+        Err(response) => return response.into(),
     };
+    let access_exp = ctx.now + ctx.config.access_token_ttl;
+    let next = Refresh {
+        gen: old.gen + 1,
+        exp,
+        iat: ctx.now,
+        scope: old.scope.clone(),
+        upstream: held,
+        ..old.clone()
+    };
+    if let Some(etcd) = ctx.etcd {
+        // With etcd: the answer goes out only once the compare-and-swap of the generation won.
+        let work = Work::Rotate {
+            family: old.fam.clone(),
+            generation: old.gen,
+            issued_at: old.iat,
+            exp,
+            access_jti: access.jti.clone(),
+            access_exp,
+        };
+        let response = issue(ctx, access, &scope, Some(next));
+        if response.status != 200 {
+            return response.into();
+        }
+        return work::start(etcd, ctx.store, work, response, ctx.now).into();
+    }
     let presented = state::Presented {
         family: &old.fam,
         generation: old.gen,
@@ -249,25 +338,17 @@ fn refresh_token(ctx: &mut Ctx, auth: &Authenticated, form: &Params) -> Response
         now: ctx.now,
         expires_at: exp,
         access_jti: &access.jti,
-        access_expires_at: ctx.now + ctx.config.access_token_ttl,
+        access_expires_at: access_exp,
     };
     match state::rotate_family(ctx.store, &presented, &issued) {
         Ok(Rotation::Rotated) => {}
         Ok(Rotation::Reused) => {
-            return invalid_grant("The refresh token was already used; the grant is revoked")
+            return invalid_grant("The refresh token was already used; the grant is revoked").into()
         }
-        Ok(Rotation::Revoked) => return invalid_grant("The grant was revoked"),
-        Err(_) => return unavailable(),
+        Ok(Rotation::Revoked) => return invalid_grant("The grant was revoked").into(),
+        Err(_) => return unavailable().into(),
     }
-    let next = Refresh {
-        gen: old.gen + 1,
-        exp,
-        iat: ctx.now,
-        scope: old.scope.clone(),
-        upstream: held,
-        ..old.clone()
-    };
-    issue(ctx, access, &scope, Some(next))
+    issue(ctx, access, &scope, Some(next)).into()
 }
 
 fn client_credentials(ctx: &mut Ctx, auth: &Authenticated, form: &Params) -> Response {

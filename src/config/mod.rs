@@ -7,6 +7,7 @@ pub mod authz;
 mod authz_raw;
 pub mod mcp;
 mod raw;
+pub mod state_store;
 pub mod upstream;
 mod uri;
 
@@ -115,6 +116,8 @@ pub struct Config {
     pub introspection: Option<crate::resource::introspection::IntrospectionConfig>,
     /// Tokens the gateway holds for the backend.
     pub backend_credentials: Vec<crate::upstream::service_credential::ServiceCredential>,
+    /// The authorization server's cross-replica state in etcd, when configured.
+    pub state_store: Option<state_store::EtcdConfig>,
 }
 
 /// Parses and checks the plugin configuration. `env` reads environment variables (the Wasm VM's
@@ -283,6 +286,16 @@ fn build(
             })?;
         upstream.hold_tokens = true;
     }
+    let state_store = raw
+        .state_store
+        .map(|section| state_store::build(section, env))
+        .transpose()?;
+    if state_store.is_some() && authorization_server.is_none() {
+        return Err(ConfigError::at(
+            "state_store",
+            "holds the authorization server's state: configure authorization_server too",
+        ));
+    }
     let scopes_supported = match raw.scopes_supported {
         Some(scopes) => {
             check_scopes("scopes_supported", &scopes)?;
@@ -342,6 +355,7 @@ fn build(
         mcp,
         introspection,
         backend_credentials,
+        state_store,
     };
     let cache_entries = raw.token_cache_entries.unwrap_or(10_000);
     if cache_entries > 1_000_000 {

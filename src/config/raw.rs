@@ -46,6 +46,8 @@ pub struct RawConfig {
     pub introspection: Option<RawIntrospection>,
     #[serde(default)]
     pub backend_credentials: Option<Vec<RawServiceCredential>>,
+    #[serde(default)]
+    pub state_store: Option<super::state_store::RawStateStore>,
 }
 
 /// A token the gateway gets for the backend with client_credentials.

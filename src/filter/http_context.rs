@@ -47,6 +47,8 @@ enum Callout {
     Introspection(String),
     /// A call to the upstream identity provider, and where the sign-in stands.
     Upstream(crate::federation::Step),
+    /// An etcd write a grant waits for (`Gateway::resume_store` continues it).
+    Store(Box<crate::etcd::work::Pending>),
 }
 
 /// A sign-in may call discovery, the token endpoint, the keys and userinfo in turn; a client
@@ -138,13 +140,42 @@ fn decide_with_body(
     headers: &[(String, String)],
     body: &[u8],
 ) -> Decision {
+    decide_held(state, headers, |gateway, request, now_secs| {
+        gateway.decide_with_body(request, body, now_secs, &mut SharedStore)
+    })
+}
+
+/// Continues a request whose grant waits for etcd, with etcd's answer.
+fn resume_store(
+    state: &Rc<RefCell<VmState>>,
+    headers: &[(String, String)],
+    pending: crate::etcd::work::Pending,
+    status: Option<String>,
+    answer: &[u8],
+) -> Decision {
+    decide_held(state, headers, |gateway, request, now_secs| {
+        gateway.resume_store(
+            request,
+            pending,
+            status.as_deref(),
+            answer,
+            now_secs,
+            &mut SharedStore,
+        )
+    })
+}
+
+/// A decision on a held request (its headers kept), recorded in stats and the log.
+fn decide_held(
+    state: &Rc<RefCell<VmState>>,
+    headers: &[(String, String)],
+    decide: impl FnOnce(&crate::gateway::Gateway, &Request, u64) -> Decision,
+) -> Decision {
     let address = peer_address(headers);
     let request = request_view(headers, address.as_deref());
     let now_secs = host::now_ms() / 1000;
     let vm = state.borrow();
-    let decision = vm
-        .gateway
-        .decide_with_body(&request, body, now_secs, &mut SharedStore);
+    let decision = decide(&vm.gateway, &request, now_secs);
     record(&vm, &decision);
     decision
 }
@@ -446,6 +477,18 @@ impl Http {
                 headers,
                 body,
             ),
+            Action::Store(call) => {
+                let call = *call;
+                self.callout(
+                    Callout::Store(Box::new(call.pending)),
+                    &call.cluster,
+                    call.headers,
+                    Some(call.body),
+                    call.timeout_ms,
+                    headers,
+                    body,
+                )
+            }
             Action::Introspect(call) => {
                 let pending = Callout::Introspection(call.token_key.clone());
                 self.callout(
@@ -562,7 +605,7 @@ impl Http {
                 vm.gateway
                     .accept_introspection(token_key, status, answer, now, &mut SharedStore);
             }
-            Callout::Upstream(_) => {}
+            Callout::Upstream(_) | Callout::Store(_) => {}
         }
     }
 }
@@ -587,23 +630,23 @@ impl Context for Http {
         let now_secs = host::now_ms() / 1000;
         let decision = match pending {
             Callout::Upstream(step) => {
-                let address = peer_address(&headers);
-                let request = request_view(&headers, address.as_deref());
                 let answer = crate::federation::Answer {
                     status: status.as_deref().and_then(|s| s.parse().ok()),
                     body: &answer,
                 };
-                let vm = self.state.borrow();
-                let decision = vm.gateway.resume_upstream(
-                    &request,
-                    body.as_deref(),
-                    step,
-                    answer,
-                    now_secs,
-                    &mut SharedStore,
-                );
-                record(&vm, &decision);
-                decision
+                decide_held(&self.state, &headers, |gateway, request, now| {
+                    gateway.resume_upstream(
+                        request,
+                        body.as_deref(),
+                        step,
+                        answer,
+                        now,
+                        &mut SharedStore,
+                    )
+                })
+            }
+            Callout::Store(pending) => {
+                resume_store(&self.state, &headers, *pending, status, &answer)
             }
             cached => {
                 self.accept_cached(&cached, status.as_deref(), &answer, now_secs);

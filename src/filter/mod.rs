@@ -2,6 +2,7 @@
 //! (`Gateway::decide`) what to do, and applies the answer. Host calls go through `host.rs`,
 //! which never panics on a host error.
 
+mod etcd;
 mod host;
 mod http_context;
 mod jwks;

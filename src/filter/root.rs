@@ -13,6 +13,7 @@ use crate::config;
 use crate::gateway::Gateway;
 use crate::http::Response;
 
+use super::etcd::EtcdPoller;
 use super::host;
 use super::http_context::{self, Http};
 use super::jwks::{JwksFetcher, MAX_JWKS_BYTES};
@@ -22,6 +23,8 @@ use super::stats::Stats;
 /// Tick while requests wait or a first key set is loading, so waits end on time.
 const FAST_TICK: Duration = Duration::from_millis(50);
 const IDLE_TICK: Duration = Duration::from_millis(250);
+/// With etcd: a poll starts at most this late after it is due.
+const ETCD_TICK: Duration = Duration::from_millis(100);
 
 /// A request held until its issuer's keys arrive (or its deadline passes).
 pub struct Waiter {
@@ -38,6 +41,8 @@ pub struct VmState {
     pub credentials: Vec<CredentialFetcher>,
     pub waiters: Vec<Waiter>,
     pub stats: Stats,
+    /// The revocation snapshot poller, with etcd.
+    pub etcd: Option<EtcdPoller>,
 }
 
 impl VmState {
@@ -78,6 +83,11 @@ impl Context for Root {
         let now = host::now_ms();
         {
             let mut vm = state.borrow_mut();
+            if let Some(poller) = vm.etcd.as_mut().filter(|p| p.owns(token_id)) {
+                let body = body.clone().unwrap_or_default();
+                poller.finish(status.as_deref(), &body, now);
+                return;
+            }
             if let Some(credential) = vm.credentials.iter_mut().find(|c| c.owns(token_id)) {
                 let body = body.clone().unwrap_or_default();
                 credential.finish(now, status.as_deref(), &body);
@@ -120,6 +130,28 @@ impl Context for Root {
         self.release_waiters(&state, |w| w.issuer == issuer, false);
         self.adjust_tick();
     }
+
+    fn on_grpc_stream_message(&mut self, token_id: u32, message_size: usize) {
+        let Some(state) = &self.state else { return };
+        let message = hostcalls::get_buffer(BufferType::GrpcReceiveBuffer, 0, message_size)
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        if let Some(poller) = state.borrow_mut().etcd.as_mut() {
+            if poller.owns_stream(token_id) {
+                poller.watch_message(&message, host::now_ms());
+            }
+        }
+    }
+
+    fn on_grpc_stream_close(&mut self, token_id: u32, status_code: u32) {
+        let Some(state) = &self.state else { return };
+        if let Some(poller) = state.borrow_mut().etcd.as_mut() {
+            if poller.owns_stream(token_id) {
+                poller.watch_closed(status_code, host::now_ms());
+            }
+        }
+    }
 }
 
 impl RootContext for Root {
@@ -148,12 +180,14 @@ impl RootContext for Root {
             .cloned()
             .map(CredentialFetcher::new)
             .collect();
+        let etcd = config.state_store.clone().map(EtcdPoller::new);
         let state = VmState {
             gateway: Gateway { config, verifier },
             fetchers,
             credentials,
             waiters: Vec::new(),
             stats: Stats::define(),
+            etcd,
         };
         if state.gateway.config.authorization_server.is_some() {
             super::shared_store::create_code_shards();
@@ -166,6 +200,12 @@ impl RootContext for Root {
 
     fn on_tick(&mut self) {
         self.start_due_fetches();
+        // Not from on_configure: the etcd cluster cannot be called before Envoy has started.
+        if let Some(state) = &self.state {
+            if let Some(poller) = state.borrow_mut().etcd.as_mut() {
+                poller.tick(host::now_ms());
+            }
+        }
         if let Some(state) = self.state.clone() {
             let now = host::now_ms();
             self.release_waiters(&state, |w| w.deadline_ms <= now, true);
@@ -225,8 +265,8 @@ impl Root {
         }
     }
 
-    /// Ticks fast while something waits or a first key set is loading, slowly while there are
-    /// keys to refresh, and not at all otherwise.
+    /// Ticks fast while something waits or a first key set is loading, every 100 ms with etcd
+    /// (its poll), slowly while there are keys to refresh, and not at all otherwise.
     fn adjust_tick(&mut self) {
         let Some(state) = &self.state else { return };
         let period = {
@@ -242,10 +282,12 @@ impl Root {
             });
             // A request may ask for a refetch at any time, so a VM with fetched keys keeps
             // ticking often enough to start it promptly; an idle tick costs next to nothing.
-            if vm.fetchers.is_empty() && vm.credentials.is_empty() {
-                Duration::ZERO
-            } else if !vm.waiters.is_empty() || loading {
+            if !vm.waiters.is_empty() || loading {
                 FAST_TICK
+            } else if vm.etcd.is_some() {
+                ETCD_TICK
+            } else if vm.fetchers.is_empty() && vm.credentials.is_empty() {
+                Duration::ZERO
             } else {
                 IDLE_TICK
             }

@@ -71,6 +71,20 @@ export const keysSection = (m) => ({
   sealing_keys: [{ kid: "s1", value_base64url: m.sealing }],
 });
 
+/**
+ * A whole `authorization_server` section for this material: scope `mcp:tools`, the user, the robot
+ * (client_credentials) and one public code-flow client, with rate limits out of the way.
+ */
+export const authServerSection = (m, { clientId, redirectUri, ...extra }) => ({
+  ...keysSection(m),
+  scopes: [{ name: "mcp:tools", description: "Use the tools" }],
+  default_scopes: ["mcp:tools"],
+  users: [m.userEntry()],
+  clients: [m.robotEntry({ scopes: ["mcp:tools"] }), { client_id: clientId, redirect_uris: [redirectUri] }],
+  rate_limits: { token_per_minute_per_client: 1e6, token_per_minute_per_address: 1e6, register_per_minute_per_address: 1e6 },
+  ...extra,
+});
+
 // ---------- cookies ----------
 
 /** A cookie jar for one origin: keeps name=value, and the attributes of the last Set-Cookie per name. */

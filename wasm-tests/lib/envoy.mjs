@@ -98,6 +98,8 @@ export async function spawnEnvoy(opts = {}) {
   };
   let yamlText = await renderEnvoyConfig(renderOpts);
   if (opts.stripWasm) yamlText = await stripWasmFilter(yamlText);
+  // Benchmarks only: change the rendered config (a function of its YAML text, returning YAML).
+  if (opts.transformConfig) yamlText = await opts.transformConfig(yamlText);
   const configPath = join(dir, "envoy.yaml");
   writeFileSync(configPath, yamlText);
   if (typeof pluginConfig === "object") writeFileSync(join(dir, "plugin-config.json"), JSON.stringify(pluginConfig, null, 2));

@@ -3,7 +3,7 @@
 //! `dispatch_http_call`) and reads their answers; the glue only makes them.
 //!
 //! - [`work`]: code redemption, refresh rotation and revocation, written synchronously (the
-//!   request waits for etcd, bounded by the timeout and one retry).
+//!   request waits for etcd, bounded by the timeout and two retries).
 //! - [`snapshot`]: the revocations, copied into this Envoy's shared data by polling changes
 //!   since the last revision, so token validation never waits for etcd; [`watch`]: the same
 //!   revocations pushed over a gRPC Watch stream, when a gRPC cluster is configured.

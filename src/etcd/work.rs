@@ -73,8 +73,10 @@ pub struct Pending {
     failures: u8,
 }
 
-/// Calls that fail (or whose answer is lost) are made again once.
-const MAX_FAILURES: u8 = 2;
+/// Calls that fail (or whose answer is lost) are made again, twice at most: a member that just
+/// died (or an election under way) costs one failed call, and Envoy's health check takes it out
+/// of the rotation within a few hundred milliseconds.
+const MAX_FAILURES: u8 = 3;
 
 #[derive(Debug)]
 pub enum Next {
@@ -234,7 +236,7 @@ pub fn resume(
     }
 }
 
-/// A call failed (or its answer made no sense): make it again once, else give up.
+/// A call failed (or its answer made no sense): make it again (bounded), else give up.
 fn failed(
     cfg: &EtcdConfig,
     store: &mut dyn Store,

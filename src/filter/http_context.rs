@@ -51,9 +51,10 @@ enum Callout {
     Store(Box<crate::etcd::work::Pending>),
 }
 
-/// A sign-in may call discovery, the token endpoint, the keys and userinfo in turn; a client
-/// metadata document may come first.
-const MAX_CALLOUTS_PER_REQUEST: u8 = 6;
+/// A sign-in may call discovery, the token endpoint, the keys and userinfo in turn (a client
+/// metadata document may come first); a grant recorded in etcd may take a lease, its write,
+/// the revocations that follow a replay, and retries of each.
+const MAX_CALLOUTS_PER_REQUEST: u8 = 10;
 
 /// Filtering a list answer: a JSON body is read whole; an SSE stream event by event.
 enum ResponseFilter {

@@ -107,10 +107,15 @@ pub fn rotate_family(
     access_jti: &str,
     access_expires_at: u64,
 ) -> Result<Rotation, StoreError> {
+    // No grant is rotated 2^64 times; refusing the last generation keeps the count from
+    // overflowing (a panic with overflow checks, a silent wrap to 0 without).
+    let Some(next_generation) = generation.checked_add(1) else {
+        return Ok(Rotation::Revoked);
+    };
     let mut previous_access = None;
     let rotation = update(store, &family_key(family), |current| {
         let text = current.map(|v| String::from_utf8_lossy(v).into_owned());
-        let next = family_value(&(generation + 1).to_string(), expires_at, access_jti);
+        let next = family_value(&next_generation.to_string(), expires_at, access_jti);
         previous_access = current.and_then(last_access_jti);
         match text.as_deref().and_then(|t| t.split(' ').next()) {
             Some("revoked") => (None, Rotation::Revoked),
@@ -285,6 +290,21 @@ mod tests {
             access_token_revoked(&s, "at2"),
             "the live access token dies with the grant"
         );
+    }
+
+    #[test]
+    fn the_last_generation_is_refused_not_overflowed() {
+        let mut s = MemoryStore::default();
+        assert_eq!(
+            rotate_family(&mut s, "f", u64::MAX, 1000, "a", 50),
+            Ok(Rotation::Revoked)
+        );
+        start_family(&mut s, "g", 1000, "at0").unwrap();
+        assert_eq!(
+            rotate_family(&mut s, "g", u64::MAX, 1000, "b", 50),
+            Ok(Rotation::Revoked)
+        );
+        assert!(!access_token_revoked(&s, "at0"));
     }
 
     #[test]

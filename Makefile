@@ -87,7 +87,8 @@ check-config:
 	cargo run --quiet --bin mcp-oauth -- check-config $(CONFIG)
 
 # Fuzzing (fuzz/README.md): cargo-fuzz with libFuzzer on stable Rust (no sanitizer by default).
-# FUZZ_TARGETS picks some targets (default: all); the installed cargo-fuzz is pinned.
+# FUZZ_TARGETS picks some targets (default: all); FUZZ_JOBS runs that many at a time (default
+# 1; each uses one core); the installed cargo-fuzz is pinned.
 CARGO_FUZZ_VERSION := 0.13.2
 FUZZ_SECONDS ?= 60
 FUZZ_SMOKE_SECONDS ?= 20

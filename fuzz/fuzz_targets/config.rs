@@ -1,8 +1,11 @@
 //! The plugin configuration: `config::parse` on arbitrary bytes (as `on_configure` gets them),
 //! with an environment that knows a few variables (`SIGNING_JWK`, `SEALING_KEY`, `HS_SECRET`,
 //! `JWKS`, `CLIENT_SECRET`). A config that loads must then serve requests without a panic: the
-//! health check, both metadata documents, CORS preflights, a protected route with and without a
-//! token, and every authorization-server endpoint it configured.
+//! health check, both metadata documents, CORS preflights, its routes with a JWT, with an
+//! opaque token (answered by an active introspection answer) and without a token, every
+//! authorization-server endpoint it configured, and an authorization request from a client
+//! known by a metadata document (answered with a valid one). After such an answer the gateway
+//! must not ask for it again.
 #![no_main]
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -10,9 +13,13 @@ use base64::Engine;
 use libfuzzer_sys::fuzz_target;
 use mcp_oauth_wasm::config;
 use mcp_oauth_wasm::gateway::{Gateway, Request};
+use mcp_oauth_wasm::store::MemoryStore;
 use mcp_oauth_wasm_fuzz::{
-    access_token, es_public_jwk, send, ED_PUBLIC_JWK, ES_PRIVATE_JWK, HS_SECRET, SEALING_KEY,
+    access_token, es_public_jwk, send_with_answer, Answer, ED_PUBLIC_JWK, ES_PRIVATE_JWK,
+    HS_SECRET, NOW, SEALING_KEY,
 };
+
+const DOCUMENT_URL: &str = "https://app.example.com/client.json";
 
 fn env(name: &str) -> Option<String> {
     match name {
@@ -64,8 +71,31 @@ fuzz_target!(|data: &[u8]| {
     }
     let origin = gateway.config.cors_allowed_origins.first().cloned();
     let body = br#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#;
+    let active = format!(
+        r#"{{"active":true,"sub":"u","client_id":"c","scope":"mcp:tools","exp":{}}}"#,
+        NOW + 60
+    );
+    let document = format!(
+        r#"{{"client_id":"{DOCUMENT_URL}","client_name":"App","redirect_uris":["https://app.example.com/cb"]}}"#
+    );
+    if let Some(authz) = &gateway.config.authorization_server {
+        paths.insert(0, format!(
+            "{}?response_type=code&client_id={}&redirect_uri=https%3A%2F%2Fapp.example.com%2Fcb&code_challenge=E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM&code_challenge_method=S256",
+            authz.endpoints.authorize,
+            mcp_oauth_wasm::form::encode(&[("", DOCUMENT_URL)]).trim_start_matches('=')
+        ));
+    }
+    let calls = [
+        ("GET", None, document.as_bytes()),
+        ("POST", Some(token.as_str()), &b""[..]),
+        (
+            "POST",
+            Some("Bearer opaque-token-0123456789"),
+            active.as_bytes(),
+        ),
+    ];
     for path in paths.iter().take(24) {
-        for (method, authorization) in [("GET", None), ("POST", Some(token.as_str()))] {
+        for (method, authorization, answer) in calls {
             let request = Request {
                 method,
                 path,
@@ -75,7 +105,18 @@ fuzz_target!(|data: &[u8]| {
                 client_address: Some("192.0.2.1:5000"),
                 ..Default::default()
             };
-            let _ = send(&gateway, &request, body);
+            let answer = Answer {
+                status: Some("200"),
+                cache_control: Some("max-age=0"),
+                body: answer,
+            };
+            let _ = send_with_answer(
+                &gateway,
+                &mut MemoryStore::default(),
+                &request,
+                body,
+                answer,
+            );
         }
         let preflight = Request {
             method: "OPTIONS",
@@ -84,6 +125,6 @@ fuzz_target!(|data: &[u8]| {
             preflight_method: Some("POST"),
             ..Default::default()
         };
-        let _ = send(&gateway, &preflight, b"");
+        let _ = mcp_oauth_wasm_fuzz::send(&gateway, &preflight, b"");
     }
 });

@@ -247,6 +247,24 @@ def main():
     crlf = "event: message\r\ndata: " + js(resources) + "\r\n\r\ndata: {\"jsonrpc\":\"2.0\",\r\ndata: \"id\":1,\"result\":{\"tools\":[]}}\r\n\r\n"
     write("listing", "resources-sse-crlf", b"\x00\x01" + crlf.encode())
 
+    # answers: case byte + status \n Cache-Control \n body (introspection, client metadata
+    # document, backend token endpoint).
+    active = {"active": True, "sub": "alice", "client_id": "c", "scope": "mcp:tools other", "exp": NOW + 300,
+              "iat": NOW - 10, "iss": "https://idp.example.com", "aud": RESOURCE, "jti": "op-1"}
+    write("answers", "introspection-active-post", b"\x00" + lines("200", "", js(active)).encode())
+    write("answers", "introspection-active-get", b"\x01" + lines("200", "", js(dict(active, aud=[RESOURCE, "x"], scope="mcp:tools"))).encode())
+    write("answers", "introspection-expiring", b"\x00" + lines("200", "", js({"active": True, "exp": NOW + 1})).encode())
+    write("answers", "introspection-expired", b"\x01" + lines("200", "", js({"active": True, "exp": NOW - 1})).encode())
+    write("answers", "introspection-inactive", b"\x00" + lines("200", "", js({"active": False})).encode())
+    write("answers", "introspection-failed", b"\x01" + lines("", "", "").encode())
+    document = {"client_id": "https://app.example.com/client.json", "client_name": "App",
+                "redirect_uris": ["https://app.example.com/cb", "http://127.0.0.1/cb"], "token_endpoint_auth_method": "none"}
+    write("answers", "document", b"\x02" + lines("200", "public, max-age=600", js(document)).encode())
+    write("answers", "document-no-store", b"\x02" + lines("200", "no-store", js(dict(document, client_secret="x"))).encode())
+    write("answers", "document-404", b"\x02" + lines("404", "", "").encode())
+    write("answers", "backend-token", b"\x03" + lines("200", "", js({"access_token": "backend-token", "token_type": "Bearer", "expires_in": 300})).encode())
+    write("answers", "backend-token-odd", b"\x03" + lines("200", "", js({"access_token": "a b", "expires_in": -1})).encode())
+
     # config: plugin configurations.
     configs = {
         "readme-idp": {"resource": "https://mcp.example.com/mcp", "authorization_servers": ["https://idp.example.com"],
@@ -258,25 +276,28 @@ def main():
                                                "clients": [{"client_id": "svc", "client_secret_hash": "sha256$" + b64(hashlib.sha256(b"s").digest())}],
                                                "registration": {"enabled": True, "initial_access_token_hashes": ["sha256$" + b64(hashlib.sha256(b"iat").digest())]},
                                                "access_token_ttl_seconds": 900.0}},
-        "issuers-mixed": {"resource": "https://mcp.example.com/mcp", "leeway_seconds": 30, "max_token_bytes": 8192, "token_cache_entries": 100,
+        "issuers-mixed": {"resource": "https://mcp.example.com/mcp", "authorization_servers": [HS_ISSUER, KEYS_ISSUER], "leeway_seconds": 30, "max_token_bytes": 8192, "token_cache_entries": 100,
                           "issuers": [{"issuer": HS_ISSUER, "algorithms": ["HS256"], "secrets": [{"value_env": "HS_SECRET"}]},
                                       {"issuer": KEYS_ISSUER, "jwks": {"keys": [es, rs, ed]}},
                                       {"issuer": "https://env.example.com", "jwks_env": "JWKS"}],
                           "routes": [{"prefix": "/mcp", "methods": ["POST", "GET"], "scopes": ["a", "b"]}, {"prefix": "/sse", "resource": "https://mcp.example.com/sse"}],
-                          "public_paths": ["/public"], "unmatched": "deny", "health_path": "/healthz",
+                          "public_paths": ["/public"], "unmatched": "authenticate", "health_path": "/healthz",
                           "identity_headers": {"subject": "x-sub", "scopes": "x-scopes"},
                           "cors": {"allowed_origins": ["https://app.example.com"]}},
-        "mcp-policy": {"resource": "https://mcp.example.com/mcp", "issuers": [{"issuer": HS_ISSUER, "secrets": [{"value": HS_SECRET.decode()}]}],
+        "mcp-policy": {"resource": "https://mcp.example.com/mcp", "authorization_servers": [HS_ISSUER], "issuers": [{"issuer": HS_ISSUER, "secrets": [{"value": HS_SECRET.decode()}]}],
                        "mcp": {"endpoints": ["/mcp"], "max_body_bytes": 1024.0, "rules": [{"method": "tools/*", "name": "a?c*", "scopes": ["x"]}],
                                "clients": [{"client_id": "svc", "allow_tools": ["*"], "deny_tools": ["x"]}],
                                "annotation_scopes": {"read_only": "r", "write": "w"}, "stats_per_tool": True}},
-        "introspection": {"resource": "https://mcp.example.com/mcp",
+        "introspection": {"resource": "https://mcp.example.com/mcp", "authorization_servers": ["https://idp.example.com"],
                           "introspection": {"endpoint": "https://idp.example.com/introspect", "cluster": "idp", "client_id": "gw",
                                             "client_secret_env": "CLIENT_SECRET", "max_cache_seconds": 60, "when_unavailable": "deny"},
                           "backend_credentials": [{"name": "backend", "token_endpoint": "https://idp.example.com/token", "cluster": "idp",
                                                    "client_id": "gw", "client_secret": "s", "scope": "backend"}],
                           "routes": [{"prefix": "/mcp", "backend_credential": "backend"}]},
     }
+    no_cache = json.loads(js(configs["introspection"]))
+    no_cache["introspection"]["max_cache_seconds"] = 0
+    configs["introspection-no-cache"] = no_cache
     for name, config in configs.items():
         write("config", name, js(config))
 

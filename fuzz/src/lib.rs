@@ -103,17 +103,42 @@ pub fn config_json() -> Value {
     })
 }
 
-/// Builds the fixture gateway; a failure is a bug in the fixture, so it panics.
-pub fn build_gateway() -> Gateway {
+/// The fixture plus what calls out to other servers: opaque tokens checked by introspection,
+/// Client ID Metadata Documents, and a backend credential on the `/backend` route.
+pub fn upstreams_config_json() -> Value {
+    let mut config = config_json();
+    config["introspection"] = json!({
+        "endpoint": "https://idp.example.com/introspect", "cluster": "idp",
+        "client_id": "gateway", "client_secret": "gateway-secret", "issuer": "https://idp.example.com"
+    });
+    config["backend_credentials"] = json!([{
+        "name": "backend", "token_endpoint": "https://idp.example.com/token", "cluster": "idp",
+        "client_id": "gateway", "client_secret": "gateway-secret", "scope": "backend"
+    }]);
+    config["routes"] = json!([
+        {"prefix": "/mcp", "scopes": ["mcp:tools"]},
+        {"prefix": "/backend", "scopes": ["mcp:tools"], "backend_credential": "backend"}
+    ]);
+    config["authorization_server"]["client_id_metadata_documents"] = json!({"cluster": "cimd"});
+    config
+}
+
+fn build(config: &Value) -> Gateway {
     let env = |_: &str| None;
-    match config::parse(config_json().to_string().as_bytes(), &env) {
+    match config::parse(config.to_string().as_bytes(), &env) {
         Ok((config, verifier)) => Gateway { config, verifier },
         Err(e) => panic!("fuzz fixture config: {e}"),
     }
 }
 
+/// Builds the fixture gateway; a failure is a bug in the fixture, so it panics.
+pub fn build_gateway() -> Gateway {
+    build(&config_json())
+}
+
 thread_local! {
     static GATEWAY: RefCell<Option<Gateway>> = const { RefCell::new(None) };
+    static UPSTREAMS_GATEWAY: RefCell<Option<Gateway>> = const { RefCell::new(None) };
 }
 
 /// Runs `f` with the fixture gateway, built once per process. Its token cache is emptied first,
@@ -127,18 +152,82 @@ pub fn with_gateway<R>(f: impl FnOnce(&Gateway) -> R) -> R {
     })
 }
 
+/// [`with_gateway`] for the [`upstreams_config_json`] gateway.
+pub fn with_upstreams_gateway<R>(f: impl FnOnce(&Gateway) -> R) -> R {
+    UPSTREAMS_GATEWAY.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        let gateway = slot.get_or_insert_with(|| build(&upstreams_config_json()));
+        gateway.verifier.cache.clear();
+        f(gateway)
+    })
+}
+
 /// What the filter does with a request: decide on the headers and, when the gateway asks for
 /// the body, decide again with `body`. Each call has a fresh store.
 pub fn send(gateway: &Gateway, request: &Request, body: &[u8]) -> Decision {
-    let mut store = MemoryStore::default();
-    let decision = gateway.decide(request, NOW, &mut store);
+    send_in(gateway, &mut MemoryStore::default(), request, body)
+}
+
+/// [`send`] with a given store.
+pub fn send_in(
+    gateway: &Gateway,
+    store: &mut MemoryStore,
+    request: &Request,
+    body: &[u8],
+) -> Decision {
+    let decision = gateway.decide(request, NOW, store);
     match decision.action {
         Action::ReadBody { max_bytes } if body.len() > max_bytes => {
             gateway.decide_body_too_large(request)
         }
-        Action::ReadBody { .. } => gateway.decide_with_body(request, body, NOW, &mut store),
+        Action::ReadBody { .. } => gateway.decide_with_body(request, body, NOW, store),
         _ => decision,
     }
+}
+
+/// An upstream's answer to a callout (token introspection, a client metadata document).
+#[derive(Clone, Copy)]
+pub struct Answer<'a> {
+    pub status: Option<&'a str>,
+    pub cache_control: Option<&'a str>,
+    pub body: &'a [u8],
+}
+
+/// [`send_in`], then, like the filter, when the gateway asks for a callout: hand it `answer`
+/// and decide once more. That second decision must not ask for the same callout again (the
+/// filter would answer the request with a 502).
+pub fn send_with_answer(
+    gateway: &Gateway,
+    store: &mut MemoryStore,
+    request: &Request,
+    body: &[u8],
+    answer: Answer,
+) -> Decision {
+    let first = send_in(gateway, store, request, body);
+    match &first.action {
+        Action::Introspect(call) => {
+            gateway.accept_introspection(&call.token_key, answer.status, answer.body, NOW, store)
+        }
+        Action::FetchClientMetadata(fetch) => gateway.accept_client_metadata(
+            &fetch.url,
+            answer.status,
+            answer.cache_control,
+            answer.body,
+            NOW,
+            store,
+        ),
+        _ => return first,
+    }
+    let second = send_in(gateway, store, request, body);
+    assert!(
+        !matches!(
+            second.action,
+            Action::Introspect(_) | Action::FetchClientMetadata(_)
+        ),
+        "the gateway asks again after its answer was accepted: {:?}",
+        second.action
+    );
+    second
 }
 
 /// `header.payload.signature` with HS256 over the given (arbitrary) header and payload bytes,

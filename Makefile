@@ -7,7 +7,7 @@
 #   make test         setup, lint, unit, wasm, e2e (what CI runs)
 #   make check-config CONFIG=file.json
 #   make fuzz         every fuzz target in turn, FUZZ_SECONDS each (default 60); fails on any crash (fuzz/README.md)
-#   make fuzz-smoke   the same, FUZZ_SMOKE_SECONDS each (default 20): what CI runs after `make test`
+#   make fuzz-smoke   the same, FUZZ_SMOKE_SECONDS each (default 20); CI runs it after `make test`
 #   make bench        side-by-side benchmark (no filter, no-op Wasm, jwt_authn, ours; MCP body inspection): BENCHMARKS.md (not in test)
 #
 # Reruns are cheap: installs are guarded by stamp files that depend on the lock files.

@@ -8,8 +8,11 @@
 
 use libfuzzer_sys::fuzz_target;
 use mcp_oauth_wasm::form::encode;
-use mcp_oauth_wasm::gateway::{Action, Request};
-use mcp_oauth_wasm_fuzz::{fields, optional, send, text, with_gateway};
+use mcp_oauth_wasm::gateway::Request;
+use mcp_oauth_wasm::store::MemoryStore;
+use mcp_oauth_wasm_fuzz::{
+    fields, json_with, optional, response_of, send, text, token_request, with_gateway,
+};
 
 fuzz_target!(|data: &[u8]| {
     let parts = fields(data, 3);
@@ -24,20 +27,12 @@ fuzz_target!(|data: &[u8]| {
             client_address: Some("192.0.2.1:5000"),
             ..Default::default()
         };
-        let Action::Respond(response) = send(gateway, &request, parts[2]).action else {
-            panic!("registration must answer");
-        };
+        let response = response_of(send(gateway, &request, parts[2]), "registration");
         if response.status != 201 {
             assert!(response.status >= 400, "status {}", response.status);
             return;
         }
-        let answer: serde_json::Value = match serde_json::from_slice(&response.body) {
-            Ok(answer) => answer,
-            Err(e) => panic!("a 201 registration answer is not JSON: {e}"),
-        };
-        let Some(client_id) = answer["client_id"].as_str() else {
-            panic!("a 201 registration without client_id: {answer}");
-        };
+        let (answer, client_id) = json_with(&response, "client_id");
         let public = answer["token_endpoint_auth_method"] == "none";
         let secret = answer["client_secret"].as_str();
         assert_eq!(public, secret.is_none(), "{answer}");
@@ -45,22 +40,15 @@ fuzz_target!(|data: &[u8]| {
             ("grant_type", "authorization_code"),
             ("code", "x"),
             ("code_verifier", "y"),
-            ("client_id", client_id),
+            ("client_id", &client_id),
         ];
         if let Some(secret) = secret {
             pairs.push(("client_secret", secret));
         }
         let body = encode(&pairs);
-        let token = Request {
-            method: "POST",
-            path: "/oauth/token",
-            content_type: Some("application/x-www-form-urlencoded"),
-            client_address: Some("192.0.2.1:5000"),
-            ..Default::default()
-        };
-        let Action::Respond(response) = send(gateway, &token, body.as_bytes()).action else {
-            panic!("the token endpoint must answer");
-        };
+        let form = Some("application/x-www-form-urlencoded");
+        let mut store = MemoryStore::default();
+        let response = token_request(gateway, &mut store, None, form, body.as_bytes());
         // Any answer but a failed client authentication: the client exists and its secret works.
         assert_ne!(
             response.status,

@@ -13,38 +13,10 @@
 use libfuzzer_sys::fuzz_target;
 use mcp_oauth_wasm::authz::grants::{self, Code, Refresh};
 use mcp_oauth_wasm::form::{encode, Params};
-use mcp_oauth_wasm::gateway::{Action, Decision, Gateway, Request};
-use mcp_oauth_wasm::http::Response;
 use mcp_oauth_wasm::store::MemoryStore;
-use mcp_oauth_wasm_fuzz::{fields, optional, text, with_gateway, NOW};
-
-fn respond(decision: Decision) -> Response {
-    match decision.action {
-        Action::Respond(response) => response,
-        other => panic!("the token endpoint must answer, not {other:?}"),
-    }
-}
-
-fn post(
-    gateway: &Gateway,
-    store: &mut MemoryStore,
-    authorization: Option<&str>,
-    content_type: Option<&str>,
-    body: &[u8],
-) -> Response {
-    let request = Request {
-        method: "POST",
-        path: "/oauth/token",
-        authorization: authorization.into_iter().collect(),
-        content_type,
-        client_address: Some("192.0.2.1:5000"),
-        ..Default::default()
-    };
-    match gateway.decide(&request, NOW, store).action {
-        Action::ReadBody { .. } => respond(gateway.decide_with_body(&request, body, NOW, store)),
-        other => panic!("the token endpoint must read the body, not {other:?}"),
-    }
-}
+use mcp_oauth_wasm_fuzz::{
+    assert_status, fields, json_with, optional, text, token_request, with_gateway, NOW,
+};
 
 fuzz_target!(|data: &[u8]| {
     let parts = fields(data, 5);
@@ -68,18 +40,12 @@ fuzz_target!(|data: &[u8]| {
         let mut store = MemoryStore::default();
         let auth = optional(&authorization);
         let ctype = optional(&content_type);
-        let response = post(gateway, &mut store, auth, ctype, &body);
+        let response = token_request(gateway, &mut store, auth, ctype, &body);
         if response.status != 200 {
             return;
         }
-        let answer: serde_json::Value = match serde_json::from_slice(&response.body) {
-            Ok(answer) => answer,
-            Err(e) => panic!("a 200 token answer is not JSON: {e}"),
-        };
-        let Some(access) = answer["access_token"].as_str() else {
-            panic!("a 200 token answer without access_token: {answer}");
-        };
-        if let Err(e) = gateway.verifier.verify_for_any_audience(access, NOW) {
+        let (answer, access) = json_with(&response, "access_token");
+        if let Err(e) = gateway.verifier.verify_for_any_audience(&access, NOW) {
             panic!("the gateway refuses its own access token: {e:?}");
         }
         let Some(refresh) = answer["refresh_token"].as_str() else {
@@ -95,20 +61,10 @@ fuzz_target!(|data: &[u8]| {
         }
         let again = encode(&pairs);
         let ctype = Some("application/x-www-form-urlencoded");
-        let first = post(gateway, &mut store, auth, ctype, again.as_bytes());
-        assert_eq!(
-            first.status,
-            200,
-            "{}",
-            String::from_utf8_lossy(&first.body)
-        );
-        let replay = post(gateway, &mut store, auth, ctype, again.as_bytes());
-        assert_eq!(
-            replay.status,
-            400,
-            "{}",
-            String::from_utf8_lossy(&replay.body)
-        );
+        let first = token_request(gateway, &mut store, auth, ctype, again.as_bytes());
+        assert_status(&first, 200);
+        let replay = token_request(gateway, &mut store, auth, ctype, again.as_bytes());
+        assert_status(&replay, 400);
     });
 });
 

@@ -1,13 +1,14 @@
 #!/usr/bin/env python3
 """Writes the hand-made seed corpora under fuzz/seeds/<target>/ (run: python3 fuzz/seeds/generate.py).
 
-Deterministic except for ECDSA/PSS signatures (randomised by design). Tokens are minted for the
+Deterministic but for PS256 signatures (randomised by design); a seed that differs from the
+file already there only in such a signature is left as it is, so a rerun changes nothing. Tokens are minted for the
 fixture in fuzz/src/lib.rs: its fixed clock NOW, issuers, audience and keys. The RSA and Ed25519
 private keys below are fuzz-only keys whose public halves are RSA_PUBLIC_JWK and ED_PUBLIC_JWK in
 fuzz/src/lib.rs; like every key there they are public and must never be used anywhere else.
 Needs the `cryptography` package (python3 -m pip install cryptography).
 """
-import base64, hashlib, hmac, json, os, shutil
+import base64, hashlib, hmac, json, os
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, utils
 
@@ -72,7 +73,7 @@ def sign(alg, header, claims):
         signature = hmac.new(HS_SECRET, signing_input, digest).digest()
     elif alg == "ES256":
         key = ec.derive_private_key(int.from_bytes(base64.urlsafe_b64decode(ES_D + "="), "big"), ec.SECP256R1())
-        r, s = utils.decode_dss_signature(key.sign(signing_input, ec.ECDSA(hashes.SHA256())))
+        r, s = utils.decode_dss_signature(key.sign(signing_input, ec.ECDSA(hashes.SHA256(), deterministic_signing=True)))
         signature = r.to_bytes(32, "big") + s.to_bytes(32, "big")
     elif alg in ("RS256", "PS256"):
         key = serialization.load_pem_private_key(RSA_PEM, None)
@@ -90,10 +91,23 @@ def claims(iss=HS_ISSUER, **extra):
     return {k: v for k, v in base.items() if v is not None}
 
 
+WRITTEN = set()
+
+
 def write(target, name, data):
-    os.makedirs(os.path.join(HERE, target), exist_ok=True)
-    with open(os.path.join(HERE, target, name), "wb") as f:
-        f.write(data if isinstance(data, bytes) else data.encode())
+    data = data if isinstance(data, bytes) else data.encode()
+    path = os.path.join(HERE, target, name)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    WRITTEN.add(path)
+    if os.path.exists(path):
+        with open(path, "rb") as f:
+            old = f.read()
+        # Same up to a last (signature) part of the same length: a re-signed token, keep it.
+        if old == data or (b"." in data and len(old) == len(data)
+                           and old[:data.rindex(b".")] == data[:data.rindex(b".")]):
+            return
+    with open(path, "wb") as f:
+        f.write(data)
 
 
 def lines(*parts):
@@ -101,9 +115,17 @@ def lines(*parts):
 
 
 def main():
+    generate()
+    # Seeds no longer generated go away.
     for entry in os.listdir(HERE):
-        if os.path.isdir(os.path.join(HERE, entry)):
-            shutil.rmtree(os.path.join(HERE, entry))
+        folder = os.path.join(HERE, entry)
+        if os.path.isdir(folder):
+            for name in os.listdir(folder):
+                if os.path.join(folder, name) not in WRITTEN:
+                    os.remove(os.path.join(folder, name))
+
+
+def generate():
     hs = sign("HS256", {"kid": "hs"}, claims())
     tokens = {
         "hs256": hs,
@@ -255,6 +277,8 @@ def main():
     write("answers", "introspection-active-get", b"\x01" + lines("200", "", js(dict(active, aud=[RESOURCE, "x"], scope="mcp:tools"))).encode())
     write("answers", "introspection-expiring", b"\x00" + lines("200", "", js({"active": True, "exp": NOW + 1})).encode())
     write("answers", "introspection-expired", b"\x01" + lines("200", "", js({"active": True, "exp": NOW - 1})).encode())
+    # What the fuzzer found (exp == now was cached as active until now, so the filter called out again).
+    write("answers", "introspection-exp-now", b"\x01" + lines("200", "", js({"active": True, "exp": NOW})).encode())
     write("answers", "introspection-inactive", b"\x00" + lines("200", "", js({"active": False})).encode())
     write("answers", "introspection-failed", b"\x01" + lines("", "", "").encode())
     document = {"client_id": "https://app.example.com/client.json", "client_name": "App",

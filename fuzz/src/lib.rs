@@ -12,6 +12,7 @@ use base64::Engine;
 use hmac::{KeyInit, Mac};
 use mcp_oauth_wasm::config;
 use mcp_oauth_wasm::gateway::{Action, Decision, Gateway, Request};
+use mcp_oauth_wasm::http::Response;
 use mcp_oauth_wasm::secret_hash::SecretHash;
 use mcp_oauth_wasm::store::MemoryStore;
 use serde_json::{json, Value};
@@ -296,3 +297,62 @@ pub const CALLERS: [(&str, &str); 3] = [
     ("bot", "mcp:tools mcp:write"),
     ("other", "mcp:tools mcp:write mcp:admin"),
 ];
+
+/// The response of a decision that must answer (`what` names the endpoint in the panic).
+pub fn response_of(decision: Decision, what: &str) -> Response {
+    match decision.action {
+        Action::Respond(response) => response,
+        other => panic!("{what} must answer, not {other:?}"),
+    }
+}
+
+/// A successful answer's JSON body, which must have the string member `name`.
+pub fn json_with(response: &Response, name: &str) -> (Value, String) {
+    let body: Value = match serde_json::from_slice(&response.body) {
+        Ok(body) => body,
+        Err(e) => panic!("a {} answer is not JSON: {e}", response.status),
+    };
+    match body[name].as_str() {
+        Some(value) => {
+            let value = value.to_string();
+            (body, value)
+        }
+        None => panic!("a {} answer without {name}: {body}", response.status),
+    }
+}
+
+/// Asserts the status, showing the body when it differs.
+pub fn assert_status(response: &Response, status: u16) {
+    assert_eq!(
+        response.status,
+        status,
+        "{}",
+        String::from_utf8_lossy(&response.body)
+    );
+}
+
+/// `POST /oauth/token` from 192.0.2.1, the way the filter hands it over: headers first, then
+/// the body the gateway asks for.
+pub fn token_request(
+    gateway: &Gateway,
+    store: &mut MemoryStore,
+    authorization: Option<&str>,
+    content_type: Option<&str>,
+    body: &[u8],
+) -> Response {
+    let request = Request {
+        method: "POST",
+        path: "/oauth/token",
+        authorization: authorization.into_iter().collect(),
+        content_type,
+        client_address: Some("192.0.2.1:5000"),
+        ..Default::default()
+    };
+    match gateway.decide(&request, NOW, store).action {
+        Action::ReadBody { .. } => response_of(
+            gateway.decide_with_body(&request, body, NOW, store),
+            "the token endpoint",
+        ),
+        other => panic!("the token endpoint must read the body, not {other:?}"),
+    }
+}

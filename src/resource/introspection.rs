@@ -245,18 +245,29 @@ mod tests {
         }
     }
 
+    /// The endpoint answers 200 with `answer` for the token `key` at `now`.
+    fn answered(
+        config: &IntrospectionConfig,
+        s: &mut MemoryStore,
+        key: &str,
+        answer: Value,
+        now: u64,
+    ) {
+        accept(
+            config,
+            s,
+            key,
+            Some("200"),
+            answer.to_string().as_bytes(),
+            now,
+        );
+    }
+
     #[test]
     fn active_answers_are_cached_until_the_earlier_bound() {
         let mut s = MemoryStore::default();
         let answer = json!({"active": true, "iss": "https://idp.example", "sub": "u", "scope": "a b", "exp": 1030, "aud": "https://mcp/mcp"});
-        accept(
-            &config(),
-            &mut s,
-            "k",
-            Some("200"),
-            answer.to_string().as_bytes(),
-            1000,
-        );
+        answered(&config(), &mut s, "k", answer, 1000);
         match cached(&s, "k", 1010) {
             Some(Known::Active(t)) => {
                 assert_eq!(t.scopes, vec!["a", "b"]);
@@ -299,13 +310,11 @@ mod tests {
     #[test]
     fn an_answer_expiring_now_is_inactive_and_found_in_the_cache() {
         let mut s = MemoryStore::default();
-        let answer = json!({"active": true, "sub": "u", "exp": 1000});
-        accept(
+        answered(
             &config(),
             &mut s,
             "k",
-            Some("200"),
-            answer.to_string().as_bytes(),
+            json!({"active": true, "sub": "u", "exp": 1000}),
             1000,
         );
         assert_eq!(cached(&s, "k", 1000), Some(Known::Inactive));
@@ -325,14 +334,7 @@ mod tests {
             ("with-exp", json!({"active": true, "sub": "u", "exp": 2000})),
             ("without-exp", json!({"active": true, "sub": "u"})),
         ] {
-            accept(
-                &no_cache,
-                &mut s,
-                key,
-                Some("200"),
-                answer.to_string().as_bytes(),
-                1000,
-            );
+            answered(&no_cache, &mut s, key, answer, 1000);
             assert!(
                 matches!(cached(&s, key, 1000), Some(Known::Active(_))),
                 "{key}"

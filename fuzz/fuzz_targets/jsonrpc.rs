@@ -20,7 +20,9 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let (client_id, scope) = CALLERS[usize::from(*pick) % CALLERS.len()];
-    let scopes: Vec<String> = scope.split(' ').map(str::to_string).collect();
+    // Sorted, as the verifier hands them over.
+    let mut scopes: Vec<String> = scope.split(' ').map(str::to_string).collect();
+    scopes.sort();
     let parsed = calls(body);
     if let Ok(calls) = &parsed {
         assert!(calls.len() <= MAX_BATCH);

@@ -292,6 +292,7 @@ mod tests {
         );
     }
 
+    /// Regression (input of the `token` fuzz target): generation u64::MAX overflowed.
     #[test]
     fn the_last_generation_is_refused_not_overflowed() {
         let mut s = MemoryStore::default();

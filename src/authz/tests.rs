@@ -342,6 +342,37 @@ fn after_a_restart_a_superseded_refresh_token_is_caught_when_the_current_one_ret
     );
 }
 
+/// Regression (input of the `token` fuzz target): a sealed refresh token at generation
+/// u64::MAX made the rotation count overflow (a panic with overflow checks).
+#[test]
+fn refresh_token_at_the_last_generation_is_refused() {
+    let mut w = world();
+    let refresh = crate::authz::grants::Refresh {
+        fam: "fam".into(),
+        gen: u64::MAX,
+        client_id: "app".into(),
+        scope: "mcp:tools".into(),
+        resource: RESOURCE.into(),
+        sub: "alice".into(),
+        exp: NOW + 3600,
+        iat: 0,
+        upstream: None,
+    };
+    let config = w.gateway.config.authorization_server.as_ref().unwrap();
+    let sealed = crate::authz::grants::seal_refresh(config, &refresh).unwrap();
+    let r = w.form(
+        "/oauth/token",
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", &sealed),
+            ("client_id", "app"),
+        ],
+        &[],
+    );
+    assert_eq!(r.status, 400);
+    assert_eq!(json_of(&r)["error"], "invalid_grant");
+}
+
 #[test]
 fn code_replay_revokes_the_grant_it_produced() {
     let mut w = world();

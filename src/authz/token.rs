@@ -294,6 +294,10 @@ fn refresh_token(ctx: &mut Ctx, auth: &Authenticated, form: &Params) -> Reply {
         }
         None => old.scope.clone(),
     };
+    // No grant is rotated 2^64 times: the last generation is refused rather than overflow.
+    let Some(next_generation) = old.gen.checked_add(1) else {
+        return invalid_grant("The grant was revoked").into();
+    };
     let exp = ctx.now + ctx.config.refresh_token_ttl;
     let held = match hold_upstream(ctx, &old.fam, old.upstream.as_deref()) {
         Ok(held) => held,
@@ -306,7 +310,7 @@ fn refresh_token(ctx: &mut Ctx, auth: &Authenticated, form: &Params) -> Reply {
     };
     let access_exp = ctx.now + ctx.config.access_token_ttl;
     let next = Refresh {
-        gen: old.gen + 1,
+        gen: next_generation,
         exp,
         iat: ctx.now,
         scope: old.scope.clone(),

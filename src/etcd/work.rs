@@ -142,7 +142,11 @@ impl Work {
                 let gen_key = keys::generation(cfg, family);
                 let at_key = keys::access(cfg, family);
                 let advance = vec![
-                    put(gen_key.clone(), (generation + 1).to_string(), *exp),
+                    put(
+                        gen_key.clone(),
+                        generation.saturating_add(1).to_string(),
+                        *exp,
+                    ),
                     put(at_key.clone(), format!("{access_jti} {access_exp}"), *exp),
                 ];
                 Txn {
@@ -332,7 +336,7 @@ fn done(
                 return failed(cfg, store, pending, unexpected(), now);
             };
             let live = inner.get(1).map(|kv| kv.value.as_str()).unwrap_or("");
-            if current == (generation + 1).to_string()
+            if current == generation.saturating_add(1).to_string()
                 && live.split(' ').next() == Some(access_jti.as_str())
             {
                 return respond(pending);

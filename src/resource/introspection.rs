@@ -151,7 +151,7 @@ pub fn accept(
     let entry = match (status, serde_json::from_slice::<Value>(body)) {
         (Some("200"), Ok(answer)) => match read_answer(config, &answer, now) {
             Some(active) => Entry {
-                until: active.exp.min(now + config.max_cache_seconds),
+                until: active.exp.min(now + cache_seconds(config)),
                 active: Some(active),
                 unavailable: false,
             },
@@ -178,6 +178,13 @@ pub fn accept(
     }
 }
 
+/// How long an active answer is kept: `max_cache_seconds`, but at least one second, because
+/// the request that asked for it is decided again right after it arrives and must find it
+/// (with 0 it asked again, and the filter answered 502).
+fn cache_seconds(config: &IntrospectionConfig) -> u64 {
+    config.max_cache_seconds.max(1)
+}
+
 /// An active, unexpired answer from the expected issuer, or `None` (inactive).
 fn read_answer(config: &IntrospectionConfig, answer: &Value, now: u64) -> Option<Answer> {
     if answer.get("active").and_then(Value::as_bool) != Some(true) {
@@ -185,8 +192,10 @@ fn read_answer(config: &IntrospectionConfig, answer: &Value, now: u64) -> Option
     }
     let text = |name: &str| answer.get(name).and_then(Value::as_str).map(str::to_string);
     let number = |name: &str| answer.get(name).and_then(Value::as_u64);
-    let exp = number("exp").unwrap_or(now + config.max_cache_seconds);
-    if exp < now {
+    let exp = number("exp").unwrap_or(now + cache_seconds(config));
+    // `exp` is the first second the token is no longer valid (RFC 7519 §4.1.4). Taking
+    // `exp == now` as active cached it until `now`, already stale, so the gateway asked again.
+    if exp <= now {
         return None;
     }
     let iss = text("iss");
@@ -237,18 +246,29 @@ mod tests {
         }
     }
 
+    /// The endpoint answers 200 with `answer` for the token `key` at `now`.
+    fn answered(
+        config: &IntrospectionConfig,
+        s: &mut MemoryStore,
+        key: &str,
+        answer: Value,
+        now: u64,
+    ) {
+        accept(
+            config,
+            s,
+            key,
+            Some("200"),
+            answer.to_string().as_bytes(),
+            now,
+        );
+    }
+
     #[test]
     fn active_answers_are_cached_until_the_earlier_bound() {
         let mut s = MemoryStore::default();
         let answer = json!({"active": true, "iss": "https://idp.example", "sub": "u", "scope": "a b", "exp": 1030, "aud": "https://mcp/mcp"});
-        accept(
-            &config(),
-            &mut s,
-            "k",
-            Some("200"),
-            answer.to_string().as_bytes(),
-            1000,
-        );
+        answered(&config(), &mut s, "k", answer, 1000);
         match cached(&s, "k", 1010) {
             Some(Known::Active(t)) => {
                 assert_eq!(t.scopes, vec!["a", "b"]);
@@ -284,6 +304,44 @@ mod tests {
         accept(&config(), &mut s, "c", Some("503"), b"", 1000);
         assert_eq!(cached(&s, "c", 1001), Some(Known::Unavailable));
         assert!(cached(&s, "c", 1010).is_none());
+    }
+
+    /// Regression (fuzz target `answers`): an answer whose `exp` is now was cached as active
+    /// until now, so the request asked again and the filter answered 502.
+    #[test]
+    fn an_answer_expiring_now_is_inactive_and_found_in_the_cache() {
+        let mut s = MemoryStore::default();
+        answered(
+            &config(),
+            &mut s,
+            "k",
+            json!({"active": true, "sub": "u", "exp": 1000}),
+            1000,
+        );
+        assert_eq!(cached(&s, "k", 1000), Some(Known::Inactive));
+    }
+
+    /// Regression (seed `config/introspection-no-cache` of the `config` fuzz target): with
+    /// `max_cache_seconds: 0` an active answer was stale as soon as it was cached, so every
+    /// opaque token got a 502.
+    #[test]
+    fn a_zero_cache_time_still_keeps_the_answer_for_its_request() {
+        let mut s = MemoryStore::default();
+        let no_cache = IntrospectionConfig {
+            max_cache_seconds: 0,
+            ..config()
+        };
+        for (key, answer) in [
+            ("with-exp", json!({"active": true, "sub": "u", "exp": 2000})),
+            ("without-exp", json!({"active": true, "sub": "u"})),
+        ] {
+            answered(&no_cache, &mut s, key, answer, 1000);
+            assert!(
+                matches!(cached(&s, key, 1000), Some(Known::Active(_))),
+                "{key}"
+            );
+            assert!(cached(&s, key, 1001).is_none(), "{key}: kept one second");
+        }
     }
 
     #[test]

@@ -168,21 +168,8 @@ fn authorization_code(ctx: &mut Ctx, auth: &Authenticated, form: &Params) -> Rep
         }
         Err(_) => return unavailable().into(),
     }
-    let held = match hold_upstream(ctx, &code.jti, code.upstream.as_deref()) {
-        Ok(held) => held,
-        Err(response) => return response.into(),
-    };
-    let refresh = first_refresh(ctx, auth, &code, held.clone());
-    let grant = held.as_ref().map(|_| code.jti.as_str());
-    let access = match mint(
-        ctx,
-        &code.sub,
-        &code.client_id,
-        &code.scope,
-        &code.resource,
-        grant,
-    ) {
-        Ok(access) => access,
+    let (refresh, access) = match code_grant(ctx, auth, &code) {
+        Ok(grant) => grant,
         Err(response) => return response.into(),
     };
     if let Some(r) = &refresh {
@@ -191,6 +178,27 @@ fn authorization_code(ctx: &mut Ctx, auth: &Authenticated, form: &Params) -> Rep
         }
     }
     issue(ctx, access, &code.scope, refresh).into()
+}
+
+/// What a redeemed code yields: its first refresh token (if the client may refresh) and an
+/// access token, naming the grant when upstream tokens are held for it.
+fn code_grant(
+    ctx: &mut Ctx,
+    auth: &Authenticated,
+    code: &Code,
+) -> Result<(Option<Refresh>, AccessToken), Response> {
+    let held = hold_upstream(ctx, &code.jti, code.upstream.as_deref())?;
+    let refresh = first_refresh(ctx, auth, code, held.clone());
+    let grant = held.as_ref().map(|_| code.jti.as_str());
+    let access = mint(
+        ctx,
+        &code.sub,
+        &code.client_id,
+        &code.scope,
+        &code.resource,
+        grant,
+    )?;
+    Ok((refresh, access))
 }
 
 /// The refresh token a code redemption starts its family with, if the client may refresh;
@@ -217,21 +225,8 @@ fn first_refresh(
 /// With etcd: the answer is made first, then sent only once etcd has recorded the code as
 /// redeemed (create-if-absent) and started its refresh family.
 fn redeem_in_etcd(ctx: &mut Ctx, etcd: &EtcdConfig, auth: &Authenticated, code: &Code) -> Reply {
-    let held = match hold_upstream(ctx, &code.jti, code.upstream.as_deref()) {
-        Ok(held) => held,
-        Err(response) => return response.into(),
-    };
-    let refresh = first_refresh(ctx, auth, code, held.clone());
-    let grant = held.as_ref().map(|_| code.jti.as_str());
-    let access = match mint(
-        ctx,
-        &code.sub,
-        &code.client_id,
-        &code.scope,
-        &code.resource,
-        grant,
-    ) {
-        Ok(access) => access,
+    let (refresh, access) = match code_grant(ctx, auth, code) {
+        Ok(grant) => grant,
         Err(response) => return response.into(),
     };
     let family = refresh.as_ref().map(|r| NewFamily {

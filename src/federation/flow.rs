@@ -10,12 +10,12 @@ use super::documents::{self, Missing, KEYS_REFETCH_SECONDS};
 use super::held::{self, HeldTokens};
 use super::id_token::{self, IdTokenError};
 use super::identity::{self, Refusal};
-use super::{call_to, Answer, Step};
+use super::{call_to, token_request, Answer, Step};
 use crate::authz::authorize::{self, Pending};
 use crate::authz::context::{AuthRequest, Ctx};
 use crate::authz::pages;
 use crate::authz::Reply;
-use crate::config::upstream::{ClientAuth, ProviderEndpoints, UpstreamConfig};
+use crate::config::upstream::{ProviderEndpoints, UpstreamConfig};
 use crate::form::{self, Params};
 use crate::http::Response;
 use crate::seal::Purpose;
@@ -223,24 +223,12 @@ pub fn callback(ctx: &mut Ctx, upstream: &UpstreamConfig, req: &AuthRequest) -> 
         }
     }
     let redirect_uri = callback_url(ctx);
-    let mut fields: Vec<(&str, &str)> = vec![
+    let fields = vec![
         ("grant_type", "authorization_code"),
         ("code", code),
-        ("redirect_uri", &redirect_uri),
-        ("code_verifier", &flow.verifier),
+        ("redirect_uri", redirect_uri.as_str()),
+        ("code_verifier", flow.verifier.as_str()),
     ];
-    let mut headers = vec![(
-        "content-type".to_string(),
-        "application/x-www-form-urlencoded".to_string(),
-    )];
-    match upstream.client_auth {
-        ClientAuth::Basic => headers.push(("authorization".into(), super::basic_auth(upstream))),
-        ClientAuth::Post => {
-            fields.push(("client_id", &upstream.client_id));
-            fields.push(("client_secret", &upstream.client_secret));
-        }
-    }
-    let body = form::encode(&fields).into_bytes();
     let token_url = endpoints.token.clone();
     let sign_in = SignIn {
         flow: flow.clone(),
@@ -250,12 +238,10 @@ pub fn callback(ctx: &mut Ctx, upstream: &UpstreamConfig, req: &AuthRequest) -> 
         keys_fetched: false,
         userinfo_done: false,
     };
-    match call_to(
+    match token_request(
         upstream,
-        "POST",
         &token_url,
-        headers,
-        Some(body),
+        fields,
         Step::Exchange(Box::new(sign_in)),
     ) {
         Ok(call) => Reply::Upstream(call),

@@ -9,10 +9,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::documents::{self, Missing};
-use super::{call_to, Answer, Call, Step};
+use super::{token_request, Answer, Call, Step};
 use crate::config::authz::AuthServerConfig;
-use crate::config::upstream::{ClientAuth, UpstreamConfig};
-use crate::form;
+use crate::config::upstream::UpstreamConfig;
 use crate::seal::Purpose;
 use crate::store::{Store, StoreError};
 
@@ -218,33 +217,14 @@ pub fn for_request(
             Use::Token(tokens.access_token)
         };
     }
-    let mut fields = vec![
+    let fields = vec![
         ("grant_type", "refresh_token"),
         ("refresh_token", refresh_token.as_str()),
     ];
-    let mut headers = vec![(
-        "content-type".to_string(),
-        "application/x-www-form-urlencoded".to_string(),
-    )];
-    match upstream.client_auth {
-        ClientAuth::Basic => headers.push(("authorization".into(), super::basic_auth(upstream))),
-        ClientAuth::Post => {
-            fields.push(("client_id", &upstream.client_id));
-            fields.push(("client_secret", &upstream.client_secret));
-        }
-    }
-    let body = form::encode(&fields).into_bytes();
     let step = Step::Refresh {
         grant: grant.to_string(),
     };
-    match call_to(
-        upstream,
-        "POST",
-        &endpoints.token,
-        headers,
-        Some(body),
-        step,
-    ) {
+    match token_request(upstream, &endpoints.token, fields, step) {
         Ok(call) => Use::Call(call),
         Err(_) => Use::Unavailable,
     }

@@ -4,20 +4,17 @@
 use serde_json::{Map, Value};
 use subtle::ConstantTimeEq;
 
-use crate::jwt::{decode_b64url, Alg, Issuer, KeySet, KeySource, TokenError, Verifier};
+use crate::jwt::{decode_b64url, Alg, Issuer, KeyFamily, KeySet, KeySource, TokenError, Verifier};
 
 /// Signature algorithms accepted for id_tokens: asymmetric only (a MAC with our client
 /// secret would prove nothing the TLS channel does not).
-const ALGS: [Alg; 8] = [
-    Alg::RS256,
-    Alg::RS384,
-    Alg::RS512,
-    Alg::PS256,
-    Alg::PS384,
-    Alg::PS512,
-    Alg::ES256,
-    Alg::ES384,
-];
+fn algorithms() -> Vec<Alg> {
+    Alg::ALL
+        .into_iter()
+        .filter(|a| a.family() != KeyFamily::Hmac)
+        .collect()
+}
+
 const LEEWAY_SECONDS: u64 = 60;
 const MAX_ID_TOKEN_BYTES: usize = 16 * 1024;
 
@@ -39,10 +36,11 @@ pub fn verify(
     now: u64,
 ) -> Result<Map<String, Value>, IdTokenError> {
     let invalid = |why: &str| IdTokenError::Invalid(why.to_string());
-    let (keys, _) = KeySet::from_jwks(keys, &ALGS, KeySource::Remote)
+    let algs = algorithms();
+    let (keys, _) = KeySet::from_jwks(keys, &algs, KeySource::Remote)
         .map_err(|e| IdTokenError::Invalid(format!("the provider's key set {e}")))?;
     let verifier = Verifier::new(
-        vec![Issuer::new(issuer.to_string(), ALGS.to_vec(), keys, false)],
+        vec![Issuer::new(issuer.to_string(), algs, keys, false)],
         LEEWAY_SECONDS,
         MAX_ID_TOKEN_BYTES,
         0,

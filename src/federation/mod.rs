@@ -18,7 +18,7 @@ pub mod identity;
 
 use serde_json::{Map, Value};
 
-use crate::config::upstream::{check_url, UpstreamConfig};
+use crate::config::upstream::{check_url, ClientAuth, UpstreamConfig};
 
 /// An HTTP call to the provider, and what to do with its answer.
 #[derive(Debug)]
@@ -99,6 +99,29 @@ fn basic_auth(upstream: &UpstreamConfig) -> String {
         "Basic {}",
         base64::engine::general_purpose::STANDARD.encode(pair)
     )
+}
+
+/// A POST of `fields` to the provider's token endpoint `url`, with the gateway's client
+/// authentication (RFC 6749 §2.3.1).
+fn token_request<'a>(
+    config: &'a UpstreamConfig,
+    url: &str,
+    mut fields: Vec<(&'a str, &'a str)>,
+    step: Step,
+) -> Result<Call, String> {
+    let mut headers = vec![(
+        "content-type".to_string(),
+        "application/x-www-form-urlencoded".to_string(),
+    )];
+    match config.client_auth {
+        ClientAuth::Basic => headers.push(("authorization".into(), basic_auth(config))),
+        ClientAuth::Post => {
+            fields.push(("client_id", &config.client_id));
+            fields.push(("client_secret", &config.client_secret));
+        }
+    }
+    let body = crate::form::encode(&fields).into_bytes();
+    call_to(config, "POST", url, headers, Some(body), step)
 }
 
 /// A call to `url` through the cluster configured for its host.

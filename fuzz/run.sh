@@ -83,7 +83,7 @@ for target in "${targets[@]}"; do
   if [[ "$status" != 0 ]]; then
     failed+=("$target")
     summary+=("$(printf '%-10s FAILED (exit %s): see %s and fuzz/artifacts/%s/' "$target" "$status" "$log" "$target")")
-    grep -E "panicked|ERROR|SUMMARY|Test unit written" "$log" | head -20 || true
+    grep -E "panicked|ERROR|SUMMARY|Test unit written|^Base64:" "$log" | head -20 || true
   else
     summary+=("$(printf '%-10s ok  %8s runs  %6s exec/s  cov %s' "$target" "${runs:-?}" "${rate:-?}" "${cov:-?}")")
   fi

@@ -84,6 +84,12 @@ for target in "${targets[@]}"; do
     failed+=("$target")
     summary+=("$(printf '%-10s FAILED (exit %s): see %s and fuzz/artifacts/%s/' "$target" "$status" "$log" "$target")")
     grep -E "panicked|ERROR|SUMMARY|Test unit written" "$log" | head -20 || true
+    # The failing input itself, so a CI log is enough to reproduce it.
+    for input in $(ls -t "fuzz/artifacts/$target"/{crash,timeout,oom,leak}-* 2>/dev/null | head -1); do
+      echo "fuzz: $input as base64 (decode with: base64 -d > input):"
+      head -c 65536 "$input" | base64 -w0
+      echo
+    done
   else
     summary+=("$(printf '%-10s ok  %8s runs  %6s exec/s  cov %s' "$target" "${runs:-?}" "${rate:-?}" "${cov:-?}")")
   fi

@@ -213,6 +213,8 @@ def generate():
     write("token", "refresh", lines("", FORM + "; charset=utf-8", "", js(refresh), "grant_type=refresh_token&refresh_token=$REFRESH&client_id=app&scope=mcp%3Atools"))
     write("token", "refresh-late-gen", lines("", FORM, "", js(dict(refresh, gen=41)), "grant_type=refresh_token&refresh_token=$REFRESH&client_id=app"))
     write("token", "refresh-last-gen", lines("", FORM, "", js(dict(refresh, gen=2**64 - 1)), "grant_type=refresh_token&refresh_token=$REFRESH&client_id=app"))
+    # Found by the fuzzer: rotates into the last generation, which ends the grant.
+    write("token", "refresh-next-to-last-gen", lines("", FORM, "", js(dict(refresh, gen=2**64 - 2)), "grant_type=refresh_token&refresh_token=$REFRESH&client_id=app"))
     write("token", "basic-bad", lines("Basic !!!", FORM, "", "", "grant_type=client_credentials"))
     write("token", "json-body", lines("", "application/json", "", "", js({"grant_type": "client_credentials"})))
 

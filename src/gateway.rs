@@ -158,6 +158,12 @@ impl Decision {
     }
 }
 
+/// Adds a header for the backend, replacing one of the same name.
+fn set_header(headers: &mut Vec<(String, String)>, header: (String, String)) {
+    headers.retain(|(n, _)| n != &header.0);
+    headers.push(header);
+}
+
 /// The checked configuration and the token verifier, built once per VM.
 pub struct Gateway {
     pub config: Config,
@@ -634,9 +640,7 @@ impl Gateway {
         };
         match held::for_request(store, config, upstream, grant, now) {
             Use::Token(token) => {
-                let header = upstream.header_for(&token);
-                headers.retain(|(n, _)| n != &header.0);
-                headers.push(header);
+                set_header(headers, upstream.header_for(&token));
                 decision
             }
             Use::Call(call) => Decision {
@@ -652,12 +656,10 @@ impl Gateway {
             )
             .with_detail("upstream grant is over".into()),
             Use::Busy | Use::Unavailable => Decision::respond(
-                Response::oauth_error(
-                    503,
-                    "temporarily_unavailable",
+                Response::retry_later(
                     "The identity provider's token is being renewed; retry shortly",
-                )
-                .with_header("retry-after", "1"),
+                    1,
+                ),
                 Outcome::Denied("keys_unavailable"),
             ),
         }
@@ -685,17 +687,14 @@ impl Gateway {
             .find(|c| &c.name == name);
         match credential.and_then(|c| c.current(store, now).map(|token| c.header_for(&token))) {
             Some(header) => {
-                headers.retain(|(n, _)| n != &header.0);
-                headers.push(header);
+                set_header(headers, header);
                 decision
             }
             None => Decision::respond(
-                Response::oauth_error(
-                    503,
-                    "temporarily_unavailable",
+                Response::retry_later(
                     "The backend credential is not available yet; retry shortly",
-                )
-                .with_header("retry-after", "2"),
+                    2,
+                ),
                 Outcome::Denied("keys_unavailable"),
             )
             .with_detail(format!("no current token for backend credential {name}")),
@@ -819,12 +818,7 @@ impl Gateway {
             Some(Known::Inactive) => Err(refuse("The access token is not active", "inactive")),
             Some(Known::Unavailable) if config.unavailable_is_503 => Err(Box::new(
                 Decision::respond(
-                    Response::oauth_error(
-                        503,
-                        "temporarily_unavailable",
-                        "The token could not be checked; retry shortly",
-                    )
-                    .with_header("retry-after", "2"),
+                    Response::retry_later("The token could not be checked; retry shortly", 2),
                     Outcome::Denied("keys_unavailable"),
                 )
                 .with_detail(format!("introspection unavailable for {}", sanitize(path))),
@@ -860,12 +854,10 @@ impl Gateway {
         let detail = format!("token refused for {}: {}", sanitize(path), error.reason());
         match error {
             TokenError::KeysNotLoaded { issuer } => {
-                let fallback = Response::oauth_error(
-                    503,
-                    "temporarily_unavailable",
+                let fallback = Response::retry_later(
                     "The token signing keys are not loaded yet; retry shortly",
-                )
-                .with_header("retry-after", "5");
+                    5,
+                );
                 Decision {
                     action: Action::AwaitKeys { issuer, fallback },
                     outcome: Outcome::Denied("keys_unavailable"),

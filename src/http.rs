@@ -31,6 +31,13 @@ impl Response {
         )
     }
 
+    /// 503 `temporarily_unavailable` with `Retry-After`: something the answer depends on is
+    /// not available yet, and the client should simply try again.
+    pub fn retry_later(description: &str, retry_after_seconds: u32) -> Response {
+        Response::oauth_error(503, "temporarily_unavailable", description)
+            .with_header("retry-after", retry_after_seconds.to_string())
+    }
+
     pub fn with_header(mut self, name: &str, value: impl Into<String>) -> Response {
         self.headers.push((name.to_string(), value.into()));
         self

@@ -155,9 +155,42 @@ fn callback(gw: &Gateway, store: &mut MemoryStore, state: &str, cookie: &str) ->
     )
 }
 
-fn answer(status: u16, body: &Value) -> Vec<u8> {
-    let _ = status;
+fn json_bytes(body: &Value) -> Vec<u8> {
     body.to_string().into_bytes()
+}
+
+/// Adds (or replaces) the fields of `extra` in the object `base`.
+fn merge(base: &mut Value, extra: Value) {
+    if let (Some(base), Value::Object(extra)) = (base.as_object_mut(), extra) {
+        base.extend(extra);
+    }
+}
+
+/// With the provider's keys cached: the redirect to the provider, the callback, and the
+/// provider's token answer (`tokens` over a default access token) with an id_token of `claims`
+/// (over this sign-in's nonce). Returns what the gateway does next.
+fn sign_in_answered(
+    gw: &Gateway,
+    store: &mut MemoryStore,
+    idp: &Provider,
+    claims: Value,
+    tokens: Value,
+) -> Action {
+    super::documents::accept_keys(
+        store,
+        Answer {
+            status: Some(200),
+            body: &json_bytes(&idp.jwks()),
+        },
+        NOW,
+    );
+    let (params, cookie) = start(gw, store);
+    let exchange = callback(gw, store, params.get("state").unwrap(), &cookie);
+    let mut id_claims = json!({"nonce": params.get("nonce").unwrap()});
+    merge(&mut id_claims, claims);
+    let mut answer = json!({"access_token": "up-at", "id_token": idp.id_token(id_claims)});
+    merge(&mut answer, tokens);
+    resume(gw, store, exchange.step, Some(200), &json_bytes(&answer))
 }
 
 fn resume(
@@ -205,13 +238,11 @@ fn a_whole_sign_in_ends_with_our_code_for_the_mapped_person() {
         json!({"sub": "u-1", "nonce": nonce, "email": "Alice@Example.com",
         "email_verified": true, "groups": ["admins"]}),
     );
-    let tokens = answer(
-        200,
-        &json!({"access_token": "up-at", "token_type": "Bearer", "id_token": id_token}),
-    );
+    let tokens =
+        json_bytes(&json!({"access_token": "up-at", "token_type": "Bearer", "id_token": id_token}));
     let keys = call(resume(&gw, &mut store, exchange.step, Some(200), &tokens));
     assert_eq!(header(&keys, ":path"), "/jwks");
-    let jwks = answer(200, &idp.jwks());
+    let jwks = json_bytes(&idp.jwks());
     let done = respond(resume(&gw, &mut store, keys.step, Some(200), &jwks));
     assert_eq!(done.status, 302, "{}", String::from_utf8_lossy(&done.body));
     let back = query(done.header("location").unwrap());
@@ -246,20 +277,8 @@ fn keys_already_cached_skip_the_fetch_and_rules_limit_scopes() {
     let gw = gateway(upstream_section(json!({})));
     let idp = Provider::new();
     let mut store = MemoryStore::default();
-    super::documents::accept_keys(
-        &mut store,
-        Answer {
-            status: Some(200),
-            body: &answer(200, &idp.jwks()),
-        },
-        NOW,
-    );
-    let (params, cookie) = start(&gw, &mut store);
-    let exchange = callback(&gw, &mut store, params.get("state").unwrap(), &cookie);
-    let id_token = idp.id_token(json!({"sub": "u-2", "nonce": params.get("nonce").unwrap(),
-        "email": "bob@example.com", "email_verified": true}));
-    let tokens = answer(200, &json!({"access_token": "up-at", "id_token": id_token}));
-    let done = respond(resume(&gw, &mut store, exchange.step, Some(200), &tokens));
+    let claims = json!({"sub": "u-2", "email": "bob@example.com", "email_verified": true});
+    let done = respond(sign_in_answered(&gw, &mut store, &idp, claims, json!({})));
     let back = query(done.header("location").unwrap());
     let auth = gw.config.authorization_server.as_ref().unwrap();
     let code = crate::authz::grants::open_code(auth, back.get("code").unwrap()).unwrap();
@@ -273,25 +292,9 @@ fn a_wrong_nonce_or_audience_gives_a_502_page_and_no_code() {
         let gw = gateway(upstream_section(json!({})));
         let idp = Provider::new();
         let mut store = MemoryStore::default();
-        super::documents::accept_keys(
-            &mut store,
-            Answer {
-                status: Some(200),
-                body: &answer(200, &idp.jwks()),
-            },
-            NOW,
-        );
-        let (params, cookie) = start(&gw, &mut store);
-        let exchange = callback(&gw, &mut store, params.get("state").unwrap(), &cookie);
-        let mut claims = json!({"sub": "u-1", "nonce": params.get("nonce").unwrap(),
-            "email": "a@example.com", "email_verified": true});
-        claims
-            .as_object_mut()
-            .unwrap()
-            .extend(bad.as_object().unwrap().clone());
-        let id_token = idp.id_token(claims);
-        let tokens = answer(200, &json!({"access_token": "x", "id_token": id_token}));
-        let r = respond(resume(&gw, &mut store, exchange.step, Some(200), &tokens));
+        let mut claims = json!({"sub": "u-1", "email": "a@example.com", "email_verified": true});
+        merge(&mut claims, bad.clone());
+        let r = respond(sign_in_answered(&gw, &mut store, &idp, claims, json!({})));
         assert_eq!(r.status, 502, "{bad}");
         assert!(r.header("location").is_none());
     }
@@ -302,20 +305,8 @@ fn a_person_outside_the_allow_list_is_sent_back_with_access_denied() {
     let gw = gateway(upstream_section(json!({})));
     let idp = Provider::new();
     let mut store = MemoryStore::default();
-    super::documents::accept_keys(
-        &mut store,
-        Answer {
-            status: Some(200),
-            body: &answer(200, &idp.jwks()),
-        },
-        NOW,
-    );
-    let (params, cookie) = start(&gw, &mut store);
-    let exchange = callback(&gw, &mut store, params.get("state").unwrap(), &cookie);
-    let id_token = idp.id_token(json!({"sub": "u-3", "nonce": params.get("nonce").unwrap(),
-        "email": "eve@other.org", "email_verified": true}));
-    let tokens = answer(200, &json!({"access_token": "x", "id_token": id_token}));
-    let r = respond(resume(&gw, &mut store, exchange.step, Some(200), &tokens));
+    let claims = json!({"sub": "u-3", "email": "eve@other.org", "email_verified": true});
+    let r = respond(sign_in_answered(&gw, &mut store, &idp, claims, json!({})));
     assert_eq!(r.status, 302);
     let back = query(r.header("location").unwrap());
     assert_eq!(back.get("error"), Some("access_denied"));
@@ -479,14 +470,11 @@ fn plain_oauth_providers_identify_people_by_userinfo() {
     let exchange = callback(&gw, &mut store, params.get("state").unwrap(), &cookie);
     let form = Params::parse(exchange.body.as_deref().unwrap()).unwrap();
     assert_eq!(form.get("client_secret"), Some("s"));
-    let tokens = answer(
-        200,
-        &json!({"access_token": "gho_x", "token_type": "bearer"}),
-    );
+    let tokens = json_bytes(&json!({"access_token": "gho_x", "token_type": "bearer"}));
     let info = call(resume(&gw, &mut store, exchange.step, Some(200), &tokens));
     assert_eq!(info.cluster, "github-api");
     assert_eq!(header(&info, "authorization"), "Bearer gho_x");
-    let user = answer(200, &json!({"id": 424242, "login": "octo"}));
+    let user = json_bytes(&json!({"id": 424242, "login": "octo"}));
     let done = respond(resume(&gw, &mut store, info.step, Some(200), &user));
     let back = query(done.header("location").unwrap());
     let auth = gw.config.authorization_server.as_ref().unwrap();
@@ -622,24 +610,9 @@ fn signed_in_with_held_tokens(
     store: &mut MemoryStore,
     idp: &Provider,
 ) -> (String, String) {
-    super::documents::accept_keys(
-        store,
-        Answer {
-            status: Some(200),
-            body: &answer(200, &idp.jwks()),
-        },
-        NOW,
-    );
-    let (params, cookie) = start(gw, store);
-    let exchange = callback(gw, store, params.get("state").unwrap(), &cookie);
-    let id_token = idp.id_token(json!({"sub": "u-1", "nonce": params.get("nonce").unwrap(),
-        "email": "a@example.com", "email_verified": true}));
-    let tokens = answer(
-        200,
-        &json!({"access_token": "up-at-1", "refresh_token": "up-rt-1",
-        "expires_in": 300, "id_token": id_token}),
-    );
-    let done = respond(resume(gw, store, exchange.step, Some(200), &tokens));
+    let claims = json!({"sub": "u-1", "email": "a@example.com", "email_verified": true});
+    let tokens = json!({"access_token": "up-at-1", "refresh_token": "up-rt-1", "expires_in": 300});
+    let done = respond(sign_in_answered(gw, store, idp, claims, tokens));
     let back = query(done.header("location").unwrap());
     let form = crate::form::encode(&[
         ("grant_type", "authorization_code"),
@@ -728,8 +701,7 @@ fn held_upstream_tokens_reach_the_backend_and_are_refreshed_before_they_expire()
         authorization: vec![&bearer],
         ..request("GET", "/mcp", None)
     };
-    let new_tokens = answer(
-        200,
+    let new_tokens = json_bytes(
         &json!({"access_token": "up-at-2", "refresh_token": "up-rt-2", "expires_in": 300}),
     );
     let after = gw.resume_upstream(

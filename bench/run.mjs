@@ -89,6 +89,11 @@ const ENVOY_CORE = '0';
 const WRK_CORE = '1';
 const CLK_TCK = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
 const ALGS = ['HS256', 'ES256', 'RS256'];
+// Compare mode (`make bench-compare`): a second build of our filter measured next to this one,
+// on the token-checking cases only, with a table on stdout and no BENCHMARKS.md.
+const COMPARE_WASM_BUILT = env.BENCH_COMPARE_WASM || '';
+const COMPARE_WASM = join(TMP, 'candidate.wasm');
+const COMPARE_ALGS = (env.BENCH_ALGS || 'ES256,RS256').split(',').filter((a) => ALGS.includes(a));
 
 function hasCommand(cmd) {
   try {
@@ -501,7 +506,41 @@ function comparisonConfigs(keys) {
     { id: 'ours_public-ES256', breakdown: true, public: true, label: 'mcp-oauth, `/mcp` a public path: no token check; still strips `Authorization` and the 4 identity headers', alg: 'ES256', filter: ours('ES256', { public_paths: ['/mcp'] }) },
     { id: 'ours_noidentity-ES256', breakdown: true, label: 'mcp-oauth, token checked (cache on), `identity_headers` all null: strips only `Authorization`, sets nothing', alg: 'ES256', filter: ours('ES256', { identity_headers: { subject: null, client_id: null, scopes: null, issuer: null } }) },
   );
+  if (COMPARE_WASM_BUILT) return compareConfigs(list, keys);
   return list;
+}
+
+/** Compare mode's configurations: the baselines, and both builds with and without the cache. */
+function compareConfigs(list, keys) {
+  const candidate = (alg, extra) =>
+    wasmFilter({ name: 'mcp_oauth', wasmPath: COMPARE_WASM, configuration: pluginConfig(keys[alg].ours, extra) });
+  const keep = (c) => ['none', 'noop'].includes(c.id) || (COMPARE_ALGS.includes(c.alg) && /^(jwt_authn_cache|ours|ours_nocache)-/.test(c.id));
+  const out = list.filter(keep);
+  for (const alg of COMPARE_ALGS) {
+    out.push(
+      { id: `candidate-${alg}`, group: "(4')", label: 'candidate build, token cache on', alg, filter: candidate(alg) },
+      { id: `candidate_nocache-${alg}`, group: "(5')", label: 'candidate build, `token_cache_entries: 0`', alg, filter: candidate(alg, { token_cache_entries: 0 }) },
+    );
+  }
+  return out;
+}
+
+/** Compare mode's report: medians over rounds, on stdout. */
+function printComparison(cases, results, wasmSizes) {
+  const med = (id, key) => median(results[id].map((r) => r[key]));
+  const noopRps = med('noop', 'rps');
+  const noopCpu = med('noop', 'cpuUsPerReq');
+  const rows = cases.map((c) => [
+    `${c.group} ${c.label}`,
+    c.id === 'none' || c.id === 'noop' ? '–' : c.alg,
+    f0(med(c.id, 'rps')),
+    f2(med(c.id, 'rps') / noopRps),
+    f1(med(c.id, 'cpuUsPerReq')),
+    c.id === 'none' || c.id === 'noop' ? '–' : f1(med(c.id, 'cpuUsPerReq') - noopCpu),
+    results[c.id].map((r) => f0(r.rps)).join(' / '),
+  ]);
+  console.log(`this build: ${OUR_WASM_BUILT} (${f0(wasmSizes.ours)} B)\ncandidate:  ${COMPARE_WASM_BUILT} (${f0(wasmSizes.candidate)} B)\n`);
+  console.log(table(['configuration', 'alg', 'req/s', '× (2)', 'Envoy CPU µs/req', 'vs (2) µs/req', 'req/s by round'], rows));
 }
 
 const isAuth = (cfg) => cfg.id !== 'none' && cfg.id !== 'noop' && !cfg.public;
@@ -590,6 +629,7 @@ async function main() {
   log(`rounds ${ROUNDS} × ${DURATION}s (+${WARMUP}s warm-up), ${CONNECTIONS} connections, taskset ${TASKSET ? 'on' : 'off'}, tmp ${TMP}`);
   copyFileSync(OUR_WASM_BUILT, OUR_WASM);
   copyFileSync(NOOP_WASM_BUILT, NOOP_WASM);
+  if (COMPARE_WASM_BUILT) copyFileSync(COMPARE_WASM_BUILT, COMPARE_WASM);
   const source = sourceState();
   const quiet = [await waitQuiet('start')];
   const keys = await makeKeys();
@@ -609,7 +649,7 @@ async function main() {
   // (6): our filter (ES256, cache on) without and with the `mcp` section, for the JSON-RPC POSTs;
   // both followed by Envoy's buffer filter, so the direct_response comes after the whole request
   // and connections stay open (bufferFilter in config.mjs).
-  const mcpConfigs = [
+  const mcpConfigs = COMPARE_WASM_BUILT ? [] : [
     { id: 'ours_post-ES256', filter: [wasmFilter({ name: 'mcp_oauth', wasmPath: OUR_WASM, configuration: pluginConfig(keys.ES256.ours) }), bufferFilter()] },
     { id: 'ours_mcp-ES256', filter: [wasmFilter({ name: 'mcp_oauth', wasmPath: OUR_WASM, configuration: pluginConfig(keys.ES256.ours, { mcp: MCP_SECTION }) }), bufferFilter()] },
   ];
@@ -617,8 +657,8 @@ async function main() {
     log(`starting Envoy: ${cfg.id}`);
     envoys[cfg.id] = await startEnvoy(cfg.id, cfg.filter, { probe: withToken(tokens.ES256) });
   }
-  log('starting Envoy: as');
-  envoys.as = await startEnvoy('as', asConfig.filter, {
+  if (!COMPARE_WASM_BUILT) log('starting Envoy: as');
+  if (!COMPARE_WASM_BUILT) envoys.as = await startEnvoy('as', asConfig.filter, {
     probe: async (port) => (await request(port, '/.well-known/oauth-protected-resource/mcp', { timeoutMs: 10000 })).status,
   });
   const cases = configs.map((cfg) => ({
@@ -651,7 +691,7 @@ async function main() {
       });
     }
   }
-  const all = [...cases, ...mcpCases, ...extraCases];
+  const all = COMPARE_WASM_BUILT ? cases : [...cases, ...mcpCases, ...extraCases];
   for (const c of all) await checkCase(c, tokens);
   log('all configurations answer as expected (200 with the token; 401 without it or with a bad signature)');
   for (const c of all) {
@@ -676,6 +716,11 @@ async function main() {
           `little ${f2(r.little)}${r.errors ? `  ERRORS ${r.errors}` : ''}`,
       );
     }
+  }
+  if (COMPARE_WASM_BUILT) {
+    for (const e of Object.values(envoys)) await e.stop();
+    printComparison(cases, results, { ours: statSync(OUR_WASM).size, candidate: statSync(COMPARE_WASM).size });
+    return;
   }
   // What the two (6) Envoys counted: every inspected tools/call, and connections accepted (a
   // connection per request would mean the measurement is about connection set-up instead).

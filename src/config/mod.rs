@@ -5,6 +5,7 @@
 
 pub mod authz;
 mod authz_raw;
+mod json_path;
 pub mod mcp;
 mod raw;
 pub mod state_store;
@@ -12,6 +13,8 @@ pub mod upstream;
 mod uri;
 
 use std::fmt;
+
+use serde::Deserialize;
 
 pub use raw::Unmatched;
 use raw::{RawConfig, RawIssuer, RawRemoteJwks, RawRoute, RawSecret};
@@ -133,13 +136,8 @@ pub fn parse(
         ));
     }
     let mut deserializer = serde_json::Deserializer::from_slice(json);
-    let raw: RawConfig = serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
-        let path = e.path().to_string();
-        ConfigError::at(
-            if path == "." { String::new() } else { path },
-            e.into_inner().to_string(),
-        )
-    })?;
+    let raw = RawConfig::deserialize(&mut deserializer)
+        .map_err(|e| ConfigError::at(json_path::path_of_error(json, &e), e.to_string()))?;
     deserializer
         .end()
         .map_err(|e| ConfigError::at("", format!("trailing characters after the JSON: {e}")))?;

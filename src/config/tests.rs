@@ -171,3 +171,109 @@ fn scopes_supported_defaults_to_route_scopes() {
     let (config, _) = parse_value(&v).unwrap();
     assert_eq!(config.scopes_supported, vec!["a", "b"]);
 }
+
+/// Every way to break a rich config at the deserialization stage (a wrong type in each place, an
+/// unknown member in each object, each member removed): the error path matches what a
+/// path-tracking deserializer reports.
+#[test]
+fn parse_error_paths_match_a_path_tracking_deserializer() {
+    let rich = json!({
+        "resource": "https://mcp.example.com/mcp",
+        "issuers": [
+            {"issuer": "https://auth.example.com", "secrets": [{"value": "0123456789abcdef0123456789abcdef"}]},
+            {"issuer": "https://idp.example.com", "remote_jwks": {"uri": "https://idp.example.com/jwks", "cluster": "idp"}, "algorithms": ["ES256", "RS256"]}
+        ],
+        "routes": [{"prefix": "/mcp", "scopes": ["mcp:tools"]}, {"prefix": "/admin", "scopes": ["admin"], "upstream_token": true}],
+        "identity_headers": {"subject": "x-sub", "scopes": null},
+        "public_paths": ["/health"],
+        "mcp": {"endpoints": ["/mcp"], "rules": [{"method": "tools/call", "name": "echo", "scopes": ["mcp:tools"]}]},
+        "authorization_server": {
+            "issuer": "https://mcp.example.com",
+            "signing_keys": [{"kid": "k1", "jwk_env": "SIGNING_JWK"}],
+            "sealing_keys": [{"kid": "s1", "value_env": "SEAL"}],
+            "scopes": [{"name": "mcp:tools", "description": "Use the tools"}],
+            "clients": [{"client_id": "cli", "redirect_uris": ["http://127.0.0.1/cb"], "scopes": ["mcp:tools"], "skip_consent": false}],
+            "users": [{"username": "alice", "password_hash": "x"}],
+            "registration": {"enabled": true},
+            "endpoints": {"token": "/oauth/token"},
+            "rate_limits": {"token_per_minute_per_client": 10},
+            "upstream": {"issuer": "https://idp.example.com", "client_id": "gw", "client_secret_env": "IDP_SECRET", "cluster": "idp", "clusters": {"idp.example.com": "idp"}, "scope_rules": [{"claim": "groups", "values": ["eng"], "scopes": ["mcp:tools"]}]}
+        },
+        "state_store": {"etcd": {"cluster": "etcd", "prefix": "/mcp", "when_unavailable": {"grants": "local", "max_snapshot_age_ms": 5000}}}
+    });
+    serde_json::from_value::<raw::RawConfig>(rich.clone()).expect("the rich config deserializes");
+    let mut variants = Vec::new();
+    mutations(&rich, &mut |doc| variants.push(doc));
+    let mut compared = 0;
+    for doc in variants {
+        let text = doc.to_string();
+        let mut tracked = serde_json::Deserializer::from_str(&text);
+        let Err(expected) = serde_path_to_error::deserialize::<_, raw::RawConfig>(&mut tracked)
+        else {
+            continue;
+        };
+        let expected_path = match expected.path().to_string() {
+            p if p == "." => String::new(),
+            p => p,
+        };
+        let ours = parse(text.as_bytes(), &no_env)
+            .err()
+            .expect("the same text fails");
+        assert_eq!(ours.path, expected_path, "for {text}: {}", ours.reason);
+        assert_eq!(ours.reason, expected.inner().to_string(), "for {text}");
+        compared += 1;
+    }
+    assert!(
+        compared > 100,
+        "only {compared} variants failed to deserialize"
+    );
+}
+
+/// Calls `each` with every single-place mutation of `doc`.
+fn mutations(doc: &serde_json::Value, each: &mut dyn FnMut(serde_json::Value)) {
+    fn walk(
+        root: &serde_json::Value,
+        pointer: String,
+        here: &serde_json::Value,
+        each: &mut dyn FnMut(serde_json::Value),
+    ) {
+        for wrong in [
+            json!(true),
+            json!(7),
+            json!(1.5),
+            json!("text"),
+            json!([1]),
+            json!({"z": 1}),
+        ] {
+            if &wrong != here && !pointer.is_empty() {
+                let mut doc = root.clone();
+                *doc.pointer_mut(&pointer).unwrap() = wrong;
+                each(doc);
+            }
+        }
+        match here {
+            serde_json::Value::Object(map) => {
+                let mut doc = root.clone();
+                doc.pointer_mut(&pointer).unwrap()["unexpected_member"] = json!(1);
+                each(doc);
+                for (key, value) in map {
+                    let mut doc = root.clone();
+                    doc.pointer_mut(&pointer)
+                        .unwrap()
+                        .as_object_mut()
+                        .unwrap()
+                        .remove(key);
+                    each(doc);
+                    walk(root, format!("{pointer}/{key}"), value, each);
+                }
+            }
+            serde_json::Value::Array(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    walk(root, format!("{pointer}/{i}"), item, each);
+                }
+            }
+            _ => {}
+        }
+    }
+    walk(doc, String::new(), doc, each);
+}

@@ -10,6 +10,8 @@ use crate::config::authz::AuthServerConfig;
 use crate::config::Config;
 use crate::cors;
 use crate::http::{path_has_prefix, path_is_ambiguous, path_only, Response};
+use std::rc::Rc;
+
 use crate::jwt::{TokenError, VerifiedToken, Verifier};
 use crate::mcp::annotations::ToolKinds;
 use crate::mcp::listing::ListFilter;
@@ -463,7 +465,7 @@ impl Gateway {
             action: Action::Forward {
                 headers: self.identity_headers(&authorized.token),
                 list_filter: None,
-                session_owner: Some(session::identity(&authorized.token)),
+                session_owner: Some(session::identity(&authorized.token).to_string()),
             },
             outcome: Outcome::Allowed,
             detail: None,
@@ -537,10 +539,11 @@ impl Gateway {
         if let Some(refusal) = self.stale_snapshot_refusal(store, now) {
             return Err(Box::new(refusal));
         }
-        if verified
-            .jwt_id
-            .as_deref()
-            .is_some_and(|jti| state::access_token_revoked(store, jti))
+        if self.issued_here(&verified)
+            && verified
+                .jwt_id
+                .as_deref()
+                .is_some_and(|jti| state::access_token_revoked(store, jti))
         {
             return Err(Box::new(
                 Decision::respond(
@@ -557,7 +560,7 @@ impl Gateway {
             upstream_token,
         };
         if let Some(session_id) = request.session_id {
-            if !session::claim(store, session_id, &session::identity(&authorized.token)) {
+            if !session::claim(store, session_id, session::identity(&authorized.token)) {
                 return Err(Box::new(
                     Decision::respond(
                         jsonrpc_error(404, None, -32001, "Session not found"),
@@ -579,6 +582,15 @@ impl Gateway {
             return Err(Box::new(authorized.step_up(&missing, &sanitize(path))));
         }
         Ok(Some(authorized))
+    }
+
+    /// Whether our authorization server issued the token: only its tokens can be revoked here
+    /// (revocation is by `jti`, which other issuers may reuse), so only they cost a store read.
+    fn issued_here(&self, token: &VerifiedToken) -> bool {
+        self.config
+            .authorization_server
+            .as_ref()
+            .is_some_and(|server| server.issuer == token.issuer)
     }
 
     /// Puts the route's backend credentials on a forwarded request: the service credential,
@@ -754,7 +766,7 @@ impl Gateway {
                         &token.scopes,
                         &endpoint,
                     ),
-                    session_owner: Some(session::identity(token)),
+                    session_owner: Some(session::identity(token).to_string()),
                 },
                 outcome: Outcome::Allowed,
                 detail: None,
@@ -790,7 +802,7 @@ impl Gateway {
         path: &str,
         now: u64,
         store: &mut dyn Store,
-    ) -> Result<VerifiedToken, Box<Decision>> {
+    ) -> Result<Rc<VerifiedToken>, Box<Decision>> {
         let refuse = |description: &str, reason: &'static str| {
             Box::new(
                 Decision::respond(
@@ -954,7 +966,8 @@ fn is_oauth_well_known(path: &str) -> bool {
 
 /// A request that passed the token check.
 struct Authorized {
-    token: VerifiedToken,
+    /// Shared with the token cache.
+    token: Rc<VerifiedToken>,
     metadata_url: String,
     /// The service credential the route puts on backend requests.
     backend_credential: Option<String>,

@@ -406,3 +406,26 @@ fn mcp_get_and_unauthenticated_posts_are_not_read() {
     ));
     assert_eq!(response(decide(&g, &get("/mcp", vec![]), NOW)).status, 401);
 }
+
+#[test]
+fn a_revoked_jti_of_ours_does_not_refuse_another_issuers_token() {
+    // Revocation is by `jti`, and only our authorization server's tokens can be revoked here:
+    // another issuer's token that happens to carry the same `jti` is not affected.
+    let g = gateway();
+    let mut claims = Claims::with_custom_claims(
+        json!({"scope": "mcp:tools", "client_id": "cli"}),
+        Duration::from_secs(900),
+    )
+    .with_issuer(ISS)
+    .with_audience(RESOURCE)
+    .with_subject("alice")
+    .with_jwt_id("shared-jti");
+    claims.issued_at = Some(UnixTimeStamp::from_secs(NOW));
+    claims.expires_at = Some(UnixTimeStamp::from_secs(NOW + 900));
+    let token = HS256Key::from_bytes(SECRET).authenticate(claims).unwrap();
+    let mut store = MemoryStore::default();
+    crate::authz::state::revoke_access_token(&mut store, "shared-jti", NOW + 900).unwrap();
+    let auth = format!("Bearer {token}");
+    let decision = g.decide(&get("/mcp", vec![&auth]), NOW, &mut store);
+    assert!(matches!(decision.action, Action::Forward { .. }));
+}

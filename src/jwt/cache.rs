@@ -1,17 +1,18 @@
 //! A per-VM cache of verified tokens. MCP clients send the same token on every request for its
 //! whole life, and a signature check costs up to a millisecond inside Envoy; a cache hit costs
-//! a SHA-256 and a map lookup. Entries live until the token's `exp` (plus leeway), the map is
+//! a SHA-256 and a map lookup, and hands out the shared verification (no copy per request). Entries live until the token's `exp` (plus leeway), the map is
 //! bounded, and it is emptied whenever a key set changes, so a removed key stops working at once.
 //! Revocation is checked on every request after the cache, so it is never bypassed.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::rc::Rc;
 
 use super::verify::VerifiedToken;
 
 pub struct TokenCache {
     capacity: usize,
-    entries: RefCell<HashMap<[u8; 32], VerifiedToken>>,
+    entries: RefCell<HashMap<[u8; 32], Rc<VerifiedToken>>>,
 }
 
 impl TokenCache {
@@ -28,13 +29,13 @@ impl TokenCache {
     }
 
     /// The cached verification, if still within `exp` + `leeway` at `now`.
-    pub fn get(&self, key: &[u8; 32], now: u64, leeway: u64) -> Option<VerifiedToken> {
+    pub fn get(&self, key: &[u8; 32], now: u64, leeway: u64) -> Option<Rc<VerifiedToken>> {
         if self.capacity == 0 {
             return None;
         }
         let mut entries = self.entries.try_borrow_mut().ok()?;
         match entries.get(key) {
-            Some(v) if now <= v.expires_at.saturating_add(leeway) => Some(v.clone()),
+            Some(v) if now <= v.expires_at.saturating_add(leeway) => Some(Rc::clone(v)),
             Some(_) => {
                 entries.remove(key);
                 None
@@ -43,7 +44,7 @@ impl TokenCache {
         }
     }
 
-    pub fn put(&self, key: [u8; 32], verified: &VerifiedToken, now: u64) {
+    pub fn put(&self, key: [u8; 32], verified: &Rc<VerifiedToken>, now: u64) {
         if self.capacity == 0 {
             return;
         }
@@ -56,7 +57,7 @@ impl TokenCache {
                 entries.clear();
             }
         }
-        entries.insert(key, verified.clone());
+        entries.insert(key, Rc::clone(verified));
     }
 
     pub fn clear(&self) {

@@ -2,7 +2,9 @@
 //! `jwt-simple` check the signature and times, then check what it does not (`exp` present,
 //! `aud`, scopes).
 
+use std::cell::OnceCell;
 use std::collections::HashSet;
+use std::rc::Rc;
 
 use jwt_simple::prelude::*;
 use jwt_simple::JWTError;
@@ -77,7 +79,23 @@ pub struct VerifiedToken {
     /// The grant our authorization server issued this token under (its `grant` claim), naming
     /// the upstream tokens held for it.
     pub grant: Option<String>,
+    /// Who holds an MCP session opened with this token (`mcp::session::identity`), worked out
+    /// on first use: a cached token then pays for the digest once, not per request.
+    pub session_identity: Memo,
 }
+
+/// A value derived from the other fields, computed at most once. Two tokens are equal whatever
+/// their memos hold (whether it was computed yet says nothing about the token).
+#[derive(Debug, Clone, Default)]
+pub struct Memo(pub OnceCell<String>);
+
+impl PartialEq for Memo {
+    fn eq(&self, _: &Memo) -> bool {
+        true
+    }
+}
+
+impl Eq for Memo {}
 
 /// Why a token was refused. Descriptions are safe to show the client: they never echo the token.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -206,7 +224,7 @@ impl Verifier {
         token: &str,
         audience: &str,
         now: u64,
-    ) -> Result<VerifiedToken, TokenError> {
+    ) -> Result<Rc<VerifiedToken>, TokenError> {
         if token.len() > self.max_token_bytes {
             return Err(TokenError::TooLong);
         }
@@ -214,7 +232,7 @@ impl Verifier {
         let verified = match self.cache.get(&key, now, self.leeway_seconds) {
             Some(hit) => hit,
             None => {
-                let verified = self.verify_for_any_audience(token, now)?;
+                let verified = Rc::new(self.verify_for_any_audience(token, now)?);
                 self.cache.put(key, &verified, now);
                 verified
             }
@@ -364,6 +382,7 @@ fn finish(claims: JWTClaims<AccessClaims>) -> Result<VerifiedToken, TokenError> 
             .as_ref()
             .and_then(Value::as_str)
             .map(str::to_string),
+        session_identity: Memo::default(),
     })
 }
 

@@ -14,17 +14,20 @@ fn key(session_id: &str) -> String {
     )
 }
 
-/// Who holds a session: a digest of issuer, subject and client.
-pub fn identity(token: &VerifiedToken) -> String {
-    use base64::Engine;
-    let text = format!(
-        "{}\n{}\n{}",
-        token.issuer,
-        token.subject.as_deref().unwrap_or(""),
-        token.client_id.as_deref().unwrap_or("")
-    );
-    base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .encode(crate::secret_hash::sha256(text.as_bytes()))
+/// Who holds a session: a digest of issuer, subject and client (kept with the token, so a
+/// cached token is digested once).
+pub fn identity(token: &VerifiedToken) -> &str {
+    token.session_identity.0.get_or_init(|| {
+        use base64::Engine;
+        let text = format!(
+            "{}\n{}\n{}",
+            token.issuer,
+            token.subject.as_deref().unwrap_or(""),
+            token.client_id.as_deref().unwrap_or("")
+        );
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(crate::secret_hash::sha256(text.as_bytes()))
+    })
 }
 
 /// Remembers that the backend gave `session_id` to `identity` (first binding wins).

@@ -9,6 +9,8 @@ use base64::Engine;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use std::rc::Rc;
+
 use crate::jwt::VerifiedToken;
 use crate::store::Store;
 
@@ -45,7 +47,7 @@ pub struct IntrospectionCall {
 /// What the cache says about a token.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Known {
-    Active(VerifiedToken),
+    Active(Rc<VerifiedToken>),
     Inactive,
     Unavailable,
 }
@@ -93,7 +95,7 @@ pub fn cached(store: &dyn Store, token_key: &str, now: u64) -> Option<Known> {
         return None;
     }
     Some(match (entry.active, entry.unavailable) {
-        (Some(a), _) => Known::Active(VerifiedToken {
+        (Some(a), _) => Known::Active(Rc::new(VerifiedToken {
             issuer: a.iss,
             subject: a.sub,
             client_id: a.client_id,
@@ -103,7 +105,8 @@ pub fn cached(store: &dyn Store, token_key: &str, now: u64) -> Option<Known> {
             jwt_id: a.jti,
             audiences: a.aud,
             grant: None,
-        }),
+            session_identity: Default::default(),
+        })),
         (None, true) => Known::Unavailable,
         (None, false) => Known::Inactive,
     })

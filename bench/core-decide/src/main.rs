@@ -1,6 +1,7 @@
 //! Times `Gateway::decide` for one request, in batches; prints one JSON line per case.
-//! Arguments: a plugin config (JSON), a bearer token, a batch size and a batch count.
-//! The config is also run with `token_cache_entries: 0`, so both paths are timed.
+//! Arguments: a plugin config (JSON), a bearer token, a batch size, a batch count, the unix
+//! time, and optionally `cache` or `no_cache` to time one case only (for a profiler). The
+//! config is also run with `token_cache_entries: 0`, so both paths are timed.
 
 use std::time::Instant;
 
@@ -10,16 +11,24 @@ use mcp_oauth_wasm::store::MemoryStore;
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let [_, config_text, token, batch, batches, now] = args.as_slice() else {
-        eprintln!("usage: bench-core-decide CONFIG TOKEN BATCH BATCHES NOW");
-        std::process::exit(2);
+    let (config_text, token, batch, batches, now, only) = match args.as_slice() {
+        [_, c, t, b, n, now] => (c, t, b, n, now, None),
+        [_, c, t, b, n, now, only] => (c, t, b, n, now, Some(only.as_str())),
+        _ => {
+            eprintln!("usage: bench-core-decide CONFIG TOKEN BATCH BATCHES NOW [cache|no_cache]");
+            std::process::exit(2);
+        }
     };
     let batch: u32 = batch.parse().expect("BATCH is a number");
+    let token = token.as_str();
     let batches: u32 = batches.parse().expect("BATCHES is a number");
     let now: u64 = now.parse().expect("NOW is a unix time");
     let authorization = format!("Bearer {token}");
     let mut base: serde_json::Value = serde_json::from_str(config_text).expect("CONFIG is JSON");
     for (case, entries) in [("cache", None), ("no_cache", Some(0))] {
+        if only.is_some_and(|o| o != case) {
+            continue;
+        }
         if let Some(n) = entries {
             base["token_cache_entries"] = serde_json::json!(n);
         }

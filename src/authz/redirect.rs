@@ -8,7 +8,14 @@ use crate::config::is_loopback;
 
 /// Checks a redirect URI at registration.
 pub fn check_redirect_uri(uri: &str) -> Result<(), String> {
-    let url = Url::parse(uri).map_err(|_| "not an absolute URI".to_string())?;
+    let url = Url::parse(uri).map_err(|e| match e {
+        // The build keeps only ASCII host names (no Unicode IDNA tables in the .wasm).
+        url::ParseError::IdnaError => {
+            "the host name must be ASCII (write an internationalised name in its xn-- form)"
+                .to_string()
+        }
+        _ => "not an absolute URI".to_string(),
+    })?;
     if url.fragment().is_some() {
         return Err("must not contain a fragment".into());
     }
@@ -67,6 +74,13 @@ pub fn display_host(uri: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hosts_are_ascii_and_punycode_is_accepted() {
+        let unicode = check_redirect_uri("https://bücher.example/cb").unwrap_err();
+        assert!(unicode.contains("xn--"), "{unicode}");
+        assert!(check_redirect_uri("https://xn--bcher-kva.example/cb").is_ok());
+    }
 
     #[test]
     fn allowed_redirects() {

@@ -5,6 +5,7 @@ use jwt_simple::prelude::*;
 use serde_json::{Map, Value};
 
 use super::alg::{Alg, KeyFamily};
+use super::rsa_key::RsaKey;
 
 /// Shortest HMAC secret accepted (RFC 7518 §3.2: at least the hash size for HS256).
 pub const MIN_SECRET_BYTES: usize = 32;
@@ -17,30 +18,22 @@ pub enum VerifyKey {
     HS256(HS256Key),
     HS384(HS384Key),
     HS512(HS512Key),
-    RS256(RS256PublicKey),
-    RS384(RS384PublicKey),
-    RS512(RS512PublicKey),
-    PS256(PS256PublicKey),
-    PS384(PS384PublicKey),
-    PS512(PS512PublicKey),
+    /// RS256/384/512 and PS256/384/512, checked by `rsa_key` rather than `jwt-simple`.
+    Rsa(RsaKey),
     ES256(ES256PublicKey),
     ES384(ES384PublicKey),
     EdDSA(Ed25519PublicKey),
 }
 
-/// Runs `$body` with `$key` bound to the inner jwt-simple key of any variant.
+/// Runs `$body` with `$key` bound to the inner jwt-simple key of any variant, or `$rsa_body`
+/// with `$rsa` bound to an RSA key.
 macro_rules! with_key {
-    ($value:expr, $key:ident => $body:expr) => {
+    ($value:expr, $key:ident => $body:expr, $rsa:ident => $rsa_body:expr) => {
         match $value {
+            VerifyKey::Rsa($rsa) => $rsa_body,
             VerifyKey::HS256($key) => $body,
             VerifyKey::HS384($key) => $body,
             VerifyKey::HS512($key) => $body,
-            VerifyKey::RS256($key) => $body,
-            VerifyKey::RS384($key) => $body,
-            VerifyKey::RS512($key) => $body,
-            VerifyKey::PS256($key) => $body,
-            VerifyKey::PS384($key) => $body,
-            VerifyKey::PS512($key) => $body,
             VerifyKey::ES256($key) => $body,
             VerifyKey::ES384($key) => $body,
             VerifyKey::EdDSA($key) => $body,
@@ -54,12 +47,7 @@ impl VerifyKey {
             VerifyKey::HS256(_) => Alg::HS256,
             VerifyKey::HS384(_) => Alg::HS384,
             VerifyKey::HS512(_) => Alg::HS512,
-            VerifyKey::RS256(_) => Alg::RS256,
-            VerifyKey::RS384(_) => Alg::RS384,
-            VerifyKey::RS512(_) => Alg::RS512,
-            VerifyKey::PS256(_) => Alg::PS256,
-            VerifyKey::PS384(_) => Alg::PS384,
-            VerifyKey::PS512(_) => Alg::PS512,
+            VerifyKey::Rsa(key) => key.alg(),
             VerifyKey::ES256(_) => Alg::ES256,
             VerifyKey::ES384(_) => Alg::ES384,
             VerifyKey::EdDSA(_) => Alg::EdDSA,
@@ -75,7 +63,11 @@ impl VerifyKey {
     where
         C: serde::Serialize + serde::de::DeserializeOwned,
     {
-        with_key!(self, key => key.verify_token::<C>(token, Some(options)))
+        with_key!(self, key => key.verify_token::<C>(token, Some(options)), rsa => {
+            super::jose::verify_token(rsa.alg().name(), token, &options, |signed, signature| {
+                rsa.verify(signed, signature)
+            })
+        })
     }
 }
 
@@ -295,12 +287,14 @@ fn public_members(jwk: &Map<String, Value>, family: KeyFamily) -> Result<String,
 
 fn build_public_key(alg: Alg, jwk: &str) -> Result<VerifyKey, jwt_simple::Error> {
     Ok(match alg {
-        Alg::RS256 => VerifyKey::RS256(RS256PublicKey::from_jwk(jwk)?),
-        Alg::RS384 => VerifyKey::RS384(RS384PublicKey::from_jwk(jwk)?),
-        Alg::RS512 => VerifyKey::RS512(RS512PublicKey::from_jwk(jwk)?),
-        Alg::PS256 => VerifyKey::PS256(PS256PublicKey::from_jwk(jwk)?),
-        Alg::PS384 => VerifyKey::PS384(PS384PublicKey::from_jwk(jwk)?),
-        Alg::PS512 => VerifyKey::PS512(PS512PublicKey::from_jwk(jwk)?),
+        // jwt-simple vets the JWK (2048 to 4096 bits, exponent 65537); rsa_key checks with it.
+        Alg::RS256 | Alg::RS384 | Alg::RS512 | Alg::PS256 | Alg::PS384 | Alg::PS512 => {
+            let parts = RS256PublicKey::from_jwk(jwk)?.to_components();
+            VerifyKey::Rsa(
+                RsaKey::new(alg, &parts.n, &parts.e)
+                    .ok_or(jwt_simple::JWTError::InvalidPublicKey)?,
+            )
+        }
         Alg::ES256 => VerifyKey::ES256(ES256PublicKey::from_jwk(jwk)?),
         Alg::ES384 => VerifyKey::ES384(ES384PublicKey::from_jwk(jwk)?),
         Alg::EdDSA => VerifyKey::EdDSA(Ed25519PublicKey::from_jwk(jwk)?),

@@ -2,7 +2,9 @@
 
 mod alg;
 mod cache;
+mod jose;
 mod keys;
+mod rsa_key;
 mod verify;
 
 pub use alg::{Alg, KeyFamily};

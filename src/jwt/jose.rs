@@ -1,0 +1,300 @@
+//! The JWT rules `jwt-simple` applies around a signature check, for the keys whose signature
+//! this crate checks itself (`rsa_key`): the same compact form, header and claim checks, in the
+//! same order, with the same errors, so a token gets the same answer whichever key type it
+//! meets. (A differential test in `verify.rs` runs both on the same tokens.)
+
+use jwt_simple::prelude::*;
+use jwt_simple::JWTError;
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+
+use ct_codecs::{Base64UrlSafeNoPadding, Decoder};
+
+/// `jwt-simple`'s bound on the encoded header when none is configured.
+const MAX_HEADER_LENGTH: usize = 8192;
+
+/// The header fields the rules read.
+#[derive(Deserialize)]
+struct Header {
+    alg: String,
+    #[serde(default)]
+    typ: Option<String>,
+    #[serde(default)]
+    cty: Option<String>,
+    #[serde(default)]
+    kid: Option<String>,
+    #[serde(default)]
+    crit: Option<Vec<String>>,
+    #[serde(default)]
+    salt: Option<String>,
+}
+
+fn fail<T>(error: JWTError) -> Result<T, jwt_simple::Error> {
+    Err(error.into())
+}
+
+/// Verifies `token` for algorithm `alg_name`: `signature_ok(signing input, signature)` checks
+/// the signature; everything else is checked here as `jwt-simple` would.
+pub fn verify_token<C: DeserializeOwned>(
+    alg_name: &str,
+    token: &str,
+    options: &VerificationOptions,
+    signature_ok: impl FnOnce(&[u8], &[u8]) -> bool,
+) -> Result<JWTClaims<C>, jwt_simple::Error> {
+    if options
+        .max_token_length
+        .is_some_and(|max| token.len() > max)
+    {
+        return fail(JWTError::TokenTooLong);
+    }
+    let mut parts = token.split('.');
+    let (Some(header_b64), Some(claims_b64), Some(signature_b64), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return fail(JWTError::CompactEncodingError);
+    };
+    if header_b64.len() > options.max_header_length.unwrap_or(MAX_HEADER_LENGTH) {
+        return fail(JWTError::HeaderTooLarge);
+    }
+    let header: Header = serde_json::from_slice(&decode(header_b64)?)?;
+    if header.crit.as_ref().is_some_and(|crit| !crit.is_empty()) {
+        return fail(JWTError::UnknownCriticalExtension);
+    }
+    match (&options.required_signature_type, &header.typ) {
+        (Some(required), Some(typ)) if typ.to_uppercase() == required.to_uppercase() => {}
+        (Some(_), _) => return fail(JWTError::RequiredSignatureTypeMismatch),
+        (None, Some(typ)) => {
+            let typ = typ.to_uppercase();
+            if typ != "JWT" && !typ.ends_with("+JWT") {
+                return fail(JWTError::NotJWT);
+            }
+        }
+        (None, None) => {}
+    }
+    match (&options.required_content_type, &header.cty) {
+        (Some(required), Some(cty)) if cty.to_uppercase() == required.to_uppercase() => {}
+        (Some(_), _) => return fail(JWTError::RequiredContentTypeMismatch),
+        (None, _) => {}
+    }
+    if header.alg != alg_name {
+        return fail(JWTError::AlgorithmMismatch);
+    }
+    match (&options.required_key_id, &header.kid) {
+        (Some(required), Some(kid)) if kid == required => {}
+        (Some(_), Some(_)) => return fail(JWTError::KeyIdentifierMismatch),
+        (Some(_), None) => return fail(JWTError::MissingJWTKeyIdentifier),
+        (None, _) => {}
+    }
+    if let Some(salt) = &header.salt {
+        decode(salt)?;
+    }
+    let signature = decode(signature_b64)?;
+    let signed = token
+        .get(..header_b64.len() + 1 + claims_b64.len())
+        .unwrap_or_default();
+    if !signature_ok(signed.as_bytes(), &signature) {
+        return fail(JWTError::InvalidSignature);
+    }
+    let claims: JWTClaims<C> = serde_json::from_slice(&decode(claims_b64)?)?;
+    validate(&claims, options)?;
+    Ok(claims)
+}
+
+/// Base64url as `jwt-simple` decodes it (the same crate and settings).
+fn decode(text: &str) -> Result<Vec<u8>, jwt_simple::Error> {
+    Ok(Base64UrlSafeNoPadding::decode_to_vec(text, None)?)
+}
+
+/// `jwt-simple`'s claim checks (`JWTClaims::validate`).
+fn validate<C>(
+    claims: &JWTClaims<C>,
+    options: &VerificationOptions,
+) -> Result<(), jwt_simple::Error> {
+    let now = options
+        .artificial_time
+        .unwrap_or_else(Clock::now_since_epoch);
+    let tolerance = options.time_tolerance.unwrap_or_default();
+    if let Some(reject_before) = options.reject_before {
+        if claims.issued_at.is_none_or(|iat| iat < reject_before) {
+            return fail(JWTError::OldTokenReused);
+        }
+    }
+    if !options.accept_future && claims.issued_at.is_some_and(|iat| iat > now + tolerance) {
+        return fail(JWTError::ClockDrift);
+    }
+    if let Some(max_validity) = options.max_validity {
+        let Some(iat) = claims.issued_at else {
+            return fail(JWTError::TokenIsTooOld);
+        };
+        if now > iat && now - iat > max_validity {
+            return fail(JWTError::TokenIsTooOld);
+        }
+    }
+    if !options.accept_future
+        && claims
+            .invalid_before
+            .is_some_and(|nbf| now + tolerance < nbf)
+    {
+        return fail(JWTError::TokenNotValidYet);
+    }
+    if let Some(exp) = claims.expires_at {
+        if now < tolerance || now - tolerance > exp {
+            return fail(JWTError::TokenHasExpired);
+        }
+    }
+    if let Some(allowed) = &options.allowed_issuers {
+        match &claims.issuer {
+            Some(issuer) if allowed.contains(issuer) => {}
+            Some(_) => return fail(JWTError::RequiredIssuerMismatch),
+            None => return fail(JWTError::RequiredIssuerMissing),
+        }
+    }
+    if let Some(required) = &options.required_subject {
+        match &claims.subject {
+            Some(subject) if subject == required => {}
+            Some(_) => return fail(JWTError::RequiredSubjectMismatch),
+            None => return fail(JWTError::RequiredSubjectMissing),
+        }
+    }
+    if let Some(required) = &options.required_nonce {
+        match &claims.nonce {
+            Some(nonce) if nonce == required => {}
+            Some(_) => return fail(JWTError::RequiredNonceMismatch),
+            None => return fail(JWTError::RequiredNonceMissing),
+        }
+    }
+    if let Some(allowed) = &options.allowed_audiences {
+        match &claims.audiences {
+            Some(audiences) if audiences.contains(allowed) => {}
+            Some(_) => return fail(JWTError::RequiredAudienceMismatch),
+            None => return fail(JWTError::RequiredAudienceMissing),
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::keys::VerifyKey;
+    use super::super::rsa_key::RsaKey;
+    use super::super::Alg;
+    use super::*;
+    use rsa::pkcs8::DecodePrivateKey;
+    use rsa::signature::{SignatureEncoding, Signer};
+    use serde_json::{json, Map, Value};
+    use std::collections::HashSet;
+
+    const ISS: &str = "https://issuer.example";
+    const NOW: u64 = 1_800_000_000;
+
+    fn b64(bytes: &[u8]) -> String {
+        use base64::Engine;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    }
+
+    /// Every header and claim shape the rules look at, signed with the key, then checked by
+    /// `jwt-simple`'s RS256 key and by `jose::verify_token` with `rsa_key`: the same tokens pass,
+    /// with the same claims, and the refused ones are refused for the same reason.
+    #[test]
+    fn rsa_tokens_get_the_same_answer_as_from_jwt_simple() {
+        let pair = RS256KeyPair::generate(2048).unwrap();
+        let theirs = pair.public_key();
+        let parts = theirs.to_components();
+        let ours = VerifyKey::Rsa(RsaKey::new(Alg::RS256, &parts.n, &parts.e).unwrap());
+        let private = rsa::PrivateKey::from_pkcs8_der(&pair.to_der().unwrap()).unwrap();
+        let signer = rsa::pkcs1v15::SigningKey::<sha2::Sha256>::new(private);
+        let sign = |header: &str, payload: &str| {
+            let input = format!("{}.{}", b64(header.as_bytes()), b64(payload.as_bytes()));
+            let signature = signer.sign(input.as_bytes()).to_vec();
+            format!("{input}.{}", b64(&signature))
+        };
+        let headers = [
+            r#"{"alg":"RS256"}"#,
+            r#"{"alg":"RS256","typ":"JWT"}"#,
+            r#"{"alg":"RS256","typ":"at+jwt","kid":"k1"}"#,
+            r#"{"alg":"RS256","typ":"jose"}"#,
+            r#"{"alg":"RS256","cty":"JWT"}"#,
+            r#"{"alg":"RS256","crit":[]}"#,
+            r#"{"alg":"RS256","crit":["exp"]}"#,
+            r#"{"alg":"RS256","salt":"AAAA"}"#,
+            r#"{"alg":"RS256","salt":"!!"}"#,
+            r#"{"alg":"RS384"}"#,
+            r#"{"alg":"none"}"#,
+            r#"{"typ":"JWT"}"#,
+            r#"{"alg":7}"#,
+            r#"not json"#,
+        ];
+        let exp = NOW + 600;
+        let payloads = [
+            json!({"iss": ISS, "exp": exp, "sub": "alice", "scope": "a b"}).to_string(),
+            json!({"iss": ISS, "exp": NOW - 61}).to_string(),
+            json!({"iss": ISS, "exp": NOW - 59}).to_string(),
+            json!({"iss": ISS, "exp": exp, "nbf": NOW + 61}).to_string(),
+            json!({"iss": ISS, "exp": exp, "nbf": NOW + 59}).to_string(),
+            json!({"iss": ISS, "exp": exp, "iat": NOW + 61}).to_string(),
+            json!({"iss": "https://other.example", "exp": exp}).to_string(),
+            json!({"exp": exp}).to_string(),
+            json!({"iss": ISS}).to_string(),
+            json!({"iss": ISS, "exp": "soon"}).to_string(),
+            json!({"iss": ISS, "exp": exp, "aud": ["x", "y"]}).to_string(),
+            "[1, 2]".to_string(),
+            "not json".to_string(),
+        ];
+        let options = VerificationOptions {
+            allowed_issuers: Some(HashSet::from([ISS.to_string()])),
+            time_tolerance: Some(Duration::from_secs(60)),
+            artificial_time: Some(UnixTimeStamp::from_secs(NOW)),
+            max_token_length: Some(8192),
+            ..Default::default()
+        };
+        let mut tokens = Vec::new();
+        for header in headers {
+            for payload in &payloads {
+                let token = sign(header, payload);
+                let (signed, signature) = token.rsplit_once('.').unwrap();
+                let flipped = if signature.starts_with('A') { "B" } else { "A" };
+                tokens.push(format!("{signed}.{flipped}{}", &signature[1..]));
+                tokens.push(format!("{signed}."));
+                tokens.push(format!("{token}="));
+                tokens.push(format!("{token}.x"));
+                tokens.push(token);
+            }
+        }
+        tokens.push("a.b".into());
+        tokens.push("x".repeat(9000));
+        let (mut accepted, mut refused) = (0, 0);
+        for token in &tokens {
+            let expected = theirs.verify_token::<Map<String, Value>>(token, Some(options.clone()));
+            let got = ours.verify::<Map<String, Value>>(token, options.clone());
+            match (expected, got) {
+                (Ok(a), Ok(b)) => {
+                    // `aud` as a set comes out in any order.
+                    let normal = |claims: &JWTClaims<Map<String, Value>>| {
+                        let mut v = serde_json::to_value(claims).unwrap();
+                        if let Some(Value::Array(aud)) = v.get_mut("aud") {
+                            aud.sort_by_key(|a| a.to_string());
+                        }
+                        v
+                    };
+                    assert_eq!(normal(&a), normal(&b));
+                    accepted += 1;
+                }
+                (Err(a), Err(b)) => {
+                    let reason = |e: &jwt_simple::Error| {
+                        e.downcast_ref::<JWTError>().map(|e| format!("{e:?}"))
+                    };
+                    // Both refuse; where jwt-simple names the rule, ours names the same one.
+                    if let (Some(a), Some(b)) = (reason(&a), reason(&b)) {
+                        assert_eq!(a, b, "for {token}");
+                    }
+                    refused += 1;
+                }
+                (a, b) => panic!("for {token}: jwt-simple {a:?}, ours {b:?}"),
+            }
+        }
+        assert!(
+            accepted >= 8 && refused > 300,
+            "{accepted} accepted, {refused} refused"
+        );
+    }
+}

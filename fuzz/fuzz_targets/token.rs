@@ -16,7 +16,7 @@ use mcp_oauth_wasm::authz::grants::{self, Code, Refresh};
 use mcp_oauth_wasm::form::{encode, Params};
 use mcp_oauth_wasm::store::MemoryStore;
 use mcp_oauth_wasm_fuzz::{
-    assert_status, fields, json_with, optional, text, token_request, with_gateway, NOW,
+    assert_status, fields, json_with, optional, replace, text, token_request, with_gateway, NOW,
 };
 
 fuzz_target!(|data: &[u8]| {
@@ -73,15 +73,3 @@ fuzz_target!(|data: &[u8]| {
         assert_status(&replay, 400);
     });
 });
-
-fn replace(haystack: &[u8], needle: &[u8], with: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(haystack.len());
-    let mut rest = haystack;
-    while let Some(i) = rest.windows(needle.len()).position(|w| w == needle) {
-        out.extend_from_slice(&rest[..i]);
-        out.extend_from_slice(with);
-        rest = &rest[i + needle.len()..];
-    }
-    out.extend_from_slice(rest);
-    out
-}

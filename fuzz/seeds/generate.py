@@ -55,6 +55,9 @@ REDIRECT = "http://127.0.0.1:7777/callback"
 VERIFIER = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"
 CHALLENGE = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
 FORM = "application/x-www-form-urlencoded"
+# The federation target's provider; its key (IDP_PRIVATE_JWK in fuzz/src/lib.rs) signs the
+# id_tokens the harness mints from the seeds' claims ($ID_TOKEN), so none is minted here.
+IDP = "https://idp.example.com"
 
 
 def b64(data):
@@ -292,6 +295,70 @@ def generate():
     write("answers", "document-404", b"\x02" + lines("404", "", "").encode())
     write("answers", "backend-token", b"\x03" + lines("200", "", js({"access_token": "backend-token", "token_type": "Bearer", "expires_in": 300})).encode())
     write("answers", "backend-token-odd", b"\x03" + lines("200", "", js({"access_token": "a b", "expires_in": -1})).encode())
+
+    # federation: case byte (provider variant; bit 2: keys cached 120 s earlier), then the
+    # callback's query, discovery status and body, token status and body, id_token header and
+    # claims, key set status and body, userinfo status and body.
+    def fed(case, query="code=upstream-code", discovery=None, token=None, header="", claims=None,
+            keys=None, userinfo=None, statuses=("200", "200", "200", "200")):
+        discovery = {"issuer": IDP, "authorization_endpoint": IDP + "/auth", "token_endpoint": IDP + "/token",
+                     "jwks_uri": IDP + "/jwks", "userinfo_endpoint": IDP + "/userinfo"} if discovery is None else discovery
+        token = {"access_token": "up-at", "token_type": "Bearer", "expires_in": 300, "refresh_token": "up-rt",
+                 "id_token": "$ID_TOKEN"} if token is None else token
+        claims = {"iss": IDP, "aud": "gateway", "sub": "u-1", "nonce": "$NONCE", "iat": NOW, "exp": NOW + 300,
+                  "email": "alice@example.com", "email_verified": True, "groups": ["admins"],
+                  "roles": ["staff", "admin"]} if claims is None else claims
+        keys = {"keys": ["$KEY"]} if keys is None else keys
+        userinfo = {"sub": "u-1", "email": "alice@example.com", "roles": ["staff"]} if userinfo is None else userinfo
+        body = lambda v: v if isinstance(v, str) else js(v).replace('"$KEY"', "$KEY")
+        return bytes([case]) + lines(query, statuses[0], body(discovery), statuses[1], body(token), header,
+                                     body(claims), statuses[2], body(keys), statuses[3], body(userinfo)).encode()
+    github = {"id": 424242, "login": "octo", "email": "octo@example.com"}
+    plain_token = {"access_token": "gho_x", "token_type": "bearer"}
+    feds = {
+        "oidc-discovery": fed(0),
+        "oidc-discovery-keys-cached": fed(4),
+        "oidc-unknown-kid": fed(4, header=js({"alg": "ES256", "kid": "rotated"})),
+        "oidc-no-kid": fed(0, header=js({"alg": "ES256"})),
+        "oidc-hs256-header": fed(0, header=js({"alg": "HS256", "kid": "fuzz-idp"})),
+        "oidc-wrong-nonce": fed(0, claims={"iss": IDP, "aud": "gateway", "sub": "u-1", "nonce": "other", "exp": NOW + 300}),
+        "oidc-two-audiences": fed(0, claims={"iss": IDP, "aud": ["gateway", "other"], "azp": "gateway", "sub": "u-1",
+                                              "nonce": "$NONCE", "exp": NOW + 300, "email": "a@example.com", "email_verified": "true"}),
+        "oidc-expired": fed(0, claims={"iss": IDP, "aud": "gateway", "sub": "u-1", "nonce": "$NONCE", "exp": NOW - 61}),
+        "oidc-outsider": fed(0, claims={"iss": IDP, "aud": "gateway", "sub": "u-3", "nonce": "$NONCE", "exp": NOW + 300,
+                                         "email": "eve@other.org", "email_verified": True}),
+        "oidc-other-issuer-document": fed(0, discovery={"issuer": "https://evil.example", "authorization_endpoint": "https://evil.example/a",
+                                                        "token_endpoint": "https://evil.example/t", "jwks_uri": "https://evil.example/k"}),
+        "oidc-discovery-failed": fed(0, statuses=("", "200", "200", "200")),
+        "oidc-exchange-refused": fed(0, token={"error": "invalid_grant"}, statuses=("200", "400", "200", "200")),
+        "oidc-keys-404": fed(0, statuses=("200", "200", "404", "200")),
+        "oidc-raw-id-token": fed(0, token={"access_token": "up-at", "id_token": "a.b.c"}),
+        "oidc-provider-refused": fed(0, query="error=access_denied&error_description=no"),
+        "oidc-no-code": fed(0, query=""),
+        "endpoints-userinfo": fed(1),
+        "endpoints-userinfo-other-account": fed(1, userinfo={"sub": "u-2", "roles": ["staff"]}),
+        "endpoints-not-staff": fed(1, claims={"iss": IDP, "aud": "gateway", "sub": "u-1", "nonce": "$NONCE", "exp": NOW + 300, "roles": "guest"},
+                                  userinfo={"sub": "u-1", "roles": ["guest"]}),
+        "endpoints-refresh-soon": fed(1, token={"access_token": "up-at", "refresh_token": "up-rt", "expires_in": 30, "id_token": "$ID_TOKEN"}),
+        "plain-oauth": fed(2, token=plain_token, userinfo=github),
+        "plain-oauth-email": fed(2, token=dict(plain_token, expires_in="3600"), userinfo={"id": "7", "login": "other", "email": "OCTO@example.com", "email_verified": True}),
+        "plain-oauth-not-listed": fed(2, token=plain_token, userinfo={"id": 7, "login": "octo"}),
+        "plain-oauth-userinfo-401": fed(2, token=plain_token, userinfo={"message": "Bad credentials"}, statuses=("200", "200", "200", "401")),
+        "discovery-userinfo": fed(3),
+        "discovery-userinfo-no-endpoint": fed(3, discovery={"issuer": IDP, "authorization_endpoint": IDP + "/auth", "token_endpoint": IDP + "/token", "jwks_uri": IDP + "/jwks"}),
+    }
+    # Spotted while writing the target, then reproduced with it (its first 60 s run had not
+    # found them): control characters in a discovered endpoint went into the Location of the
+    # redirect to the provider; an access token with CR LF went into the Bearer header to
+    # userinfo; a refresh answered with expires_in 0 was refreshed again, 10 calls for one request.
+    crlf_doc = {"issuer": IDP, "authorization_endpoint": IDP + "/auth\r\nx-evil: 1", "token_endpoint": IDP + "/token",
+                "jwks_uri": IDP + "/jwks"}
+    feds["oidc-endpoint-crlf"] = fed(0, discovery=crlf_doc)
+    feds["plain-oauth-token-crlf"] = fed(2, token=dict(plain_token, access_token="gho_x\r\nx-evil: 1"), userinfo=github)
+    feds["endpoints-refresh-expires-at-once"] = fed(1, token={"access_token": "up-at", "refresh_token": "up-rt", "expires_in": 0,
+                                                             "id_token": "$ID_TOKEN"})
+    for name, seed in feds.items():
+        write("federation", name, seed)
 
     # config: plugin configurations.
     configs = {

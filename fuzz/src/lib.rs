@@ -6,6 +6,7 @@
 //! signatures and sealed grants. Never use it anywhere else.
 
 use std::cell::RefCell;
+use std::sync::OnceLock;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -36,6 +37,20 @@ pub const SEALING_KEY: [u8; 32] = [7u8; 32];
 pub const SVC_SECRET: &str = "svc-secret";
 /// User `alice`; the hash uses the fewest PBKDF2 iterations the config accepts (10 000).
 pub const ALICE_PASSWORD: &str = "wonderland";
+
+/// The upstream identity provider of the federated sign-in (`federation` target).
+pub const IDP: &str = "https://idp.example.com";
+/// The gateway's client id at [`IDP`]: the `aud` of its id_tokens.
+pub const IDP_CLIENT_ID: &str = "gateway";
+/// The provider's ES256 key, which signs the id_tokens the harness mints.
+pub const IDP_PRIVATE_JWK: &str = r#"{"kty":"EC","crv":"P-256","kid":"fuzz-idp","d":"y4H2znUs3i_Y0rTqHSXt6jiEf1qidrSEYdZFF_jH-0A","x":"kfDKskP8IL-TvsYxH2GKuvE43ezc9V5HJH9zf8f_tOA","y":"WtTPx44vk_cH-35NDpCAx8m8P2WAuC7QZ1ftb18ef5w"}"#;
+/// The client that signs people in through [`IDP`] (it skips our consent page), and where it
+/// gets its code back.
+pub const FEDERATION_CLIENT: &str = "trusted";
+pub const REDIRECT_URI: &str = "http://127.0.0.1:7777/callback";
+/// The PKCE pair of every authorization request the harness makes (RFC 7636 appendix B).
+pub const CODE_VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+pub const CODE_CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
 
 /// The public half of [`ES_PRIVATE_JWK`].
 pub fn es_public_jwk() -> Value {
@@ -124,6 +139,77 @@ pub fn upstreams_config_json() -> Value {
     config
 }
 
+/// How the gateway's sign-in goes through [`IDP`], one per `federation` variant.
+pub const FEDERATION_VARIANTS: usize = 4;
+
+/// The `authorization_server.upstream` section of a variant: 0, OpenID Connect with discovery,
+/// an email-domain allow-list and a scope rule; 1, OpenID Connect with explicit endpoints
+/// (keys and userinfo on another host), userinfo too, a group allow-list on another claim,
+/// `client_secret_post`, upstream tokens held for the backend; 2, plain OAuth 2.0 identified by
+/// userinfo's numeric `id`, a user allow-list, held tokens; 3, discovery and userinfo, no lists.
+pub fn upstream_json(variant: usize) -> Value {
+    let mut upstream = json!({
+        "name": "Example ID", "cluster": "idp", "client_id": IDP_CLIENT_ID,
+        "client_secret": "gateway secret"
+    });
+    let extra = match variant {
+        0 => json!({
+            "issuer": IDP,
+            "allowed_email_domains": ["example.com"],
+            "scope_rules": [{"claim": "groups", "values": ["admins"], "scopes": ["mcp:admin"]}],
+            "base_scopes": ["mcp:tools"]
+        }),
+        1 => json!({
+            "issuer": IDP,
+            "authorization_endpoint": format!("{IDP}/auth?tenant=t1"),
+            "token_endpoint": format!("{IDP}/token"),
+            "jwks_uri": "https://keys.idp.example.com/jwks",
+            "userinfo_endpoint": "https://api.idp.example.com/userinfo",
+            "clusters": {"keys.idp.example.com": "idp-keys", "api.idp.example.com": "idp-api"},
+            "use_userinfo": true, "client_auth": "client_secret_post",
+            "allowed_groups": ["staff"], "groups_claim": "roles",
+            "scope_rules": [{"claim": "roles", "values": ["admin"], "scopes": ["mcp:admin"]}],
+            "base_scopes": ["mcp:tools"]
+        }),
+        2 => json!({
+            "authorization_endpoint": "https://github.example/login/oauth/authorize",
+            "token_endpoint": "https://github.example/login/oauth/access_token",
+            "userinfo_endpoint": "https://api.github.example/user",
+            "scopes": ["read:user"], "subject_claim": "id",
+            "allowed_users": ["424242", "octo@example.com"],
+            "scope_rules": [{"claim": "login", "values": ["octo"], "scopes": ["mcp:admin"]}],
+            "base_scopes": ["mcp:tools"], "token_header": "x-upstream-token"
+        }),
+        _ => json!({
+            "issuer": IDP, "use_userinfo": true, "authorize_params": {"prompt": "login"}
+        }),
+    };
+    if let (Some(section), Value::Object(extra)) = (upstream.as_object_mut(), extra) {
+        section.extend(extra);
+    }
+    upstream
+}
+
+/// A configuration whose people sign in at [`IDP`] ([`upstream_json`]): the built-in
+/// authorization server without users, the client [`FEDERATION_CLIENT`], and `/mcp` (with the
+/// upstream token for the backend in variants 1 and 2).
+pub fn federation_config_json(variant: usize) -> Value {
+    json!({
+        "resource": RESOURCE,
+        "routes": [{"prefix": "/mcp", "scopes": ["mcp:tools"], "upstream_token": variant == 1 || variant == 2}],
+        "authorization_server": {
+            "signing_keys": [{"jwk": json_of(ES_PRIVATE_JWK)}],
+            "sealing_keys": [{"kid": "s1", "value_base64url": URL_SAFE_NO_PAD.encode(SEALING_KEY)}],
+            "scopes": [
+                {"name": "mcp:tools", "description": "Use the tools"},
+                {"name": "mcp:admin", "description": "Administer"}
+            ],
+            "clients": [{"client_id": FEDERATION_CLIENT, "redirect_uris": [REDIRECT_URI], "skip_consent": true}],
+            "upstream": upstream_json(variant)
+        }
+    })
+}
+
 fn build(config: &Value) -> Gateway {
     let env = |_: &str| None;
     match config::parse(config.to_string().as_bytes(), &env) {
@@ -140,6 +226,7 @@ pub fn build_gateway() -> Gateway {
 thread_local! {
     static GATEWAY: RefCell<Option<Gateway>> = const { RefCell::new(None) };
     static UPSTREAMS_GATEWAY: RefCell<Option<Gateway>> = const { RefCell::new(None) };
+    static FEDERATION_GATEWAYS: RefCell<Vec<Gateway>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Runs `f` with the fixture gateway, built once per process. Its token cache is emptied first,
@@ -160,6 +247,26 @@ pub fn with_upstreams_gateway<R>(f: impl FnOnce(&Gateway) -> R) -> R {
         let gateway = slot.get_or_insert_with(|| build(&upstreams_config_json()));
         gateway.verifier.cache.clear();
         f(gateway)
+    })
+}
+
+/// [`with_gateway`] for the [`federation_config_json`] gateway of `variant` (modulo
+/// [`FEDERATION_VARIANTS`]).
+pub fn with_federation_gateway<R>(variant: usize, f: impl FnOnce(&Gateway) -> R) -> R {
+    FEDERATION_GATEWAYS.with(|cell| {
+        let mut gateways = cell.borrow_mut();
+        if gateways.is_empty() {
+            *gateways = (0..FEDERATION_VARIANTS)
+                .map(|v| build(&federation_config_json(v)))
+                .collect();
+        }
+        match gateways.get_mut(variant % FEDERATION_VARIANTS) {
+            Some(gateway) => {
+                gateway.verifier.cache.clear();
+                f(gateway)
+            }
+            None => panic!("no federation gateway {variant}"),
+        }
     })
 }
 
@@ -249,6 +356,43 @@ pub fn hs256_token(header: &[u8], payload: &[u8]) -> String {
     format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(signature))
 }
 
+/// `header.payload.signature` with ES256 and [`IDP_PRIVATE_JWK`] over the given (arbitrary)
+/// header and payload bytes: an id_token of the provider, whatever its claims say.
+pub fn idp_token(header: &[u8], payload: &[u8]) -> String {
+    use p256::ecdsa::signature::Signer;
+    let signing_input = format!(
+        "{}.{}",
+        URL_SAFE_NO_PAD.encode(header),
+        URL_SAFE_NO_PAD.encode(payload)
+    );
+    // Loading the key computes its public point: once per process, not per input.
+    static KEY: OnceLock<p256::ecdsa::SigningKey> = OnceLock::new();
+    let key = KEY.get_or_init(|| {
+        let d = json_of(IDP_PRIVATE_JWK)["d"]
+            .as_str()
+            .and_then(|d| URL_SAFE_NO_PAD.decode(d).ok())
+            .unwrap_or_default();
+        match p256::ecdsa::SigningKey::from_slice(&d) {
+            Ok(key) => key,
+            Err(e) => panic!("fuzz fixture IDP key: {e}"),
+        }
+    });
+    let signature: p256::ecdsa::Signature = key.sign(signing_input.as_bytes());
+    format!(
+        "{signing_input}.{}",
+        URL_SAFE_NO_PAD.encode(signature.to_bytes())
+    )
+}
+
+/// The public half of [`IDP_PRIVATE_JWK`].
+pub fn idp_public_jwk() -> Value {
+    let mut jwk = json_of(IDP_PRIVATE_JWK);
+    if let Some(members) = jwk.as_object_mut() {
+        members.remove("d");
+    }
+    jwk
+}
+
 /// Splits `data` at its first `n - 1` newlines: `n` fields, the last one the rest (which may
 /// hold newlines). Missing fields are empty. Seeds stay readable text this way.
 pub fn fields(data: &[u8], n: usize) -> Vec<&[u8]> {
@@ -267,6 +411,19 @@ pub fn fields(data: &[u8], n: usize) -> Vec<&[u8]> {
         }
     }
     out.push(rest);
+    out
+}
+
+/// `haystack` with every `needle` replaced by `with` (the targets' `$PLACEHOLDER`s).
+pub fn replace(haystack: &[u8], needle: &[u8], with: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(haystack.len());
+    let mut rest = haystack;
+    while let Some(i) = rest.windows(needle.len()).position(|w| w == needle) {
+        out.extend_from_slice(&rest[..i]);
+        out.extend_from_slice(with);
+        rest = &rest[i + needle.len()..];
+    }
+    out.extend_from_slice(rest);
     out
 }
 

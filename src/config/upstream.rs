@@ -381,8 +381,13 @@ pub fn build(
     })
 }
 
-/// A provider URL: https (http only on loopback), with a host, without a fragment.
+/// A provider URL: https (http only on loopback), with a host, without a fragment, and
+/// without control characters (the URL parser drops tabs and line breaks and encodes the
+/// others, but the text itself becomes the `Location` of the redirect to the provider).
 pub fn check_url(value: &str) -> Result<url::Url, String> {
+    if value.chars().any(char::is_control) {
+        return Err("must not contain control characters".into());
+    }
     let url = url::Url::parse(value).map_err(|e| format!("not a URL: {e}"))?;
     let host = url.host_str().unwrap_or_default();
     let secure =

@@ -320,10 +320,10 @@ pub fn resume(ctx: &mut Ctx, upstream: &UpstreamConfig, step: Step, answer: Answ
                 };
                 return finish(&sign_in.flow, page).into();
             };
-            if !tokens.get("access_token").is_some_and(Value::is_string) {
+            if super::header_safe_token(&tokens).is_none() {
                 return finish(
                     &sign_in.flow,
-                    provider_failed(upstream, "answered without an access token."),
+                    provider_failed(upstream, "answered without a usable access token."),
                 )
                 .into();
             }
@@ -421,11 +421,7 @@ fn proceed(ctx: &mut Ctx, upstream: &UpstreamConfig, mut sign_in: Box<SignIn>) -
         let Some(userinfo) = sign_in.endpoints.userinfo.clone() else {
             return finish(&sign_in.flow, unreachable_page(upstream)).into();
         };
-        let access_token = sign_in
-            .tokens
-            .get("access_token")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
+        let access_token = super::header_safe_token(&sign_in.tokens).unwrap_or_default();
         let bearer = vec![(
             "authorization".to_string(),
             format!("Bearer {access_token}"),

@@ -40,14 +40,15 @@ impl std::fmt::Debug for HeldTokens {
 }
 
 impl HeldTokens {
-    /// Reads a token endpoint answer (RFC 6749 §5.1); `previous` supplies the refresh token
-    /// when a refresh answer does not rotate it.
+    /// Reads a token endpoint answer (RFC 6749 §5.1), `None` without an access token that can
+    /// go into a header; `previous` supplies the refresh token when a refresh answer does not
+    /// rotate it.
     pub fn from_answer(
         answer: &serde_json::Map<String, Value>,
         now: u64,
         previous: Option<&HeldTokens>,
     ) -> Option<HeldTokens> {
-        let access_token = answer.get("access_token")?.as_str()?.to_string();
+        let access_token = super::header_safe_token(answer)?.to_string();
         let expires_in = answer.get("expires_in").and_then(|v| {
             v.as_u64()
                 .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
@@ -65,7 +66,13 @@ impl HeldTokens {
         })
     }
 
+    /// Tokens obtained this second are never refreshed at once: the provider just gave them,
+    /// and a provider answering `expires_in: 0` would otherwise be asked again and again for
+    /// one request (until the filter gave up on it with a 502).
     fn needs_refresh(&self, now: u64) -> bool {
+        if now <= self.obtained_at {
+            return false;
+        }
         match self.expires_at {
             None => false,
             Some(exp) => {

@@ -82,6 +82,15 @@ impl Answer<'_> {
     }
 }
 
+/// The provider's access token in a token endpoint answer, if it can go into a header as it
+/// is (`Bearer` to userinfo, the backend's header): non-empty visible ASCII.
+pub(crate) fn header_safe_token(answer: &Map<String, Value>) -> Option<&str> {
+    answer
+        .get("access_token")
+        .and_then(Value::as_str)
+        .filter(|t| !t.is_empty() && t.bytes().all(|b| b.is_ascii_graphic()))
+}
+
 /// RFC 6749 §2.3.1: both parts form-encoded, then Basic.
 fn basic_auth(upstream: &UpstreamConfig) -> String {
     use base64::Engine;

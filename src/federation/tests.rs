@@ -883,3 +883,97 @@ fn beside_built_in_users_the_sign_in_page_offers_the_provider() {
         Some("access_denied")
     );
 }
+
+// Spotted while writing the `federation` fuzz target, reproduced with it on hand-made inputs
+// (seeds federation/oidc-endpoint-crlf, federation/plain-oauth-token-crlf).
+#[test]
+fn an_endpoint_with_control_characters_is_refused_not_put_in_a_header() {
+    for bad in ["/a\r\nx-evil: 1", "/a\nb", "/a\u{0}b", "/a\tb", "/a\u{7f}b"] {
+        let url = format!("{IDP}{bad}");
+        assert!(crate::config::upstream::check_url(&url).is_err(), "{url:?}");
+        let gw = gateway(json!({
+            "name": "Example ID", "issuer": IDP, "cluster": "idp",
+            "client_id": "gateway", "client_secret": "s"
+        }));
+        let mut store = MemoryStore::default();
+        let path = authorize_path("trusted");
+        let fetch = call(
+            gw.decide(&request("GET", &path, None), NOW, &mut store)
+                .action,
+        );
+        let doc = json!({"issuer": IDP, "authorization_endpoint": url,
+            "token_endpoint": format!("{IDP}/t"), "jwks_uri": format!("{IDP}/k")});
+        let body = json_bytes(&doc);
+        let r = respond(
+            gw.resume_upstream(
+                &request("GET", &path, None),
+                None,
+                fetch.step,
+                Answer {
+                    status: Some(200),
+                    body: &body,
+                },
+                NOW,
+                &mut store,
+            )
+            .action,
+        );
+        assert_eq!(r.status, 502, "{url:?}");
+        assert!(r.header("location").is_none());
+    }
+}
+
+#[test]
+fn an_access_token_that_cannot_go_in_a_header_is_refused() {
+    for bad in ["gho_x\r\nx-evil: 1", "a\u{0}b", "a b", ""] {
+        let gw = gateway(json!({
+            "authorization_endpoint": "https://github.example/login/oauth/authorize",
+            "token_endpoint": "https://github.example/login/oauth/access_token",
+            "userinfo_endpoint": "https://api.github.example/user",
+            "cluster": "github", "client_id": "gateway", "client_secret": "s",
+            "subject_claim": "id"
+        }));
+        let mut store = MemoryStore::default();
+        let (params, cookie) = start(&gw, &mut store);
+        let exchange = callback(&gw, &mut store, params.get("state").unwrap(), &cookie);
+        let tokens = json_bytes(&json!({"access_token": bad, "token_type": "bearer"}));
+        let r = respond(resume(&gw, &mut store, exchange.step, Some(200), &tokens));
+        assert_eq!(r.status, 502, "{bad:?}");
+        // Nor is one held for the backend, from a refresh answer.
+        let answer = json!({"access_token": bad, "expires_in": 300});
+        let held = super::held::HeldTokens::from_answer(answer.as_object().unwrap(), NOW, None);
+        assert!(held.is_none(), "{bad:?}");
+    }
+}
+
+// Spotted while writing the `federation` fuzz target, reproduced with it on a hand-made input
+// (seed federation/endpoints-refresh-expires-at-once): one request refreshed again and again.
+#[test]
+fn a_refresh_answer_that_expires_at_once_is_used_not_refreshed_again() {
+    let gw = held_gateway();
+    let idp = Provider::new();
+    let mut store = MemoryStore::default();
+    let (access, _) = signed_in_with_held_tokens(&gw, &mut store, &idp);
+    let refresh = call(mcp_call(&gw, &mut store, &access, NOW + 299));
+    let bearer = format!("Bearer {access}");
+    let req = Request {
+        authorization: vec![&bearer],
+        ..request("GET", "/mcp", None)
+    };
+    let zero = json_bytes(&json!({"access_token": "up-at-2", "expires_in": 0}));
+    let after = gw.resume_upstream(
+        &req,
+        None,
+        refresh.step,
+        Answer {
+            status: Some(200),
+            body: &zero,
+        },
+        NOW + 299,
+        &mut store,
+    );
+    assert_eq!(forwarded_authorization(after.action), "Bearer up-at-2");
+    // A later request refreshes it, once.
+    let again = call(mcp_call(&gw, &mut store, &access, NOW + 300));
+    assert!(matches!(again.step, Step::Refresh { .. }));
+}

@@ -35,7 +35,7 @@ fuzz_target!(|data: &[u8]| {
                 assert!(verified.expires_at + verifier.leeway_seconds >= NOW);
                 assert!(verifier.issuers.iter().any(|i| i.issuer == verified.issuer));
                 assert!(verified.scopes.windows(2).all(|w| w[0] < w[1]));
-                assert_eq!(any.as_ref().ok(), Some(&verified));
+                assert_eq!(any.as_ref().ok(), Some(&*verified));
             }
         }
     });

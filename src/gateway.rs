@@ -1,16 +1,18 @@
 //! The per-request decision: answer, deny, wait for keys, or forward with the verified identity.
 //! Pure: it takes the request, the time and the key state, and never calls the host.
 
+use std::rc::Rc;
+
 use serde_json::json;
 
 use crate::authz::cimd::Fetch;
 use crate::authz::context::{AuthRequest, Ctx};
 use crate::authz::{self, state, Endpoint, Reply};
 use crate::config::authz::AuthServerConfig;
+use crate::config::upstream::UpstreamConfig;
 use crate::config::Config;
 use crate::cors;
 use crate::http::{path_has_prefix, path_is_ambiguous, path_only, Response};
-use std::rc::Rc;
 
 use crate::jwt::{TokenError, VerifiedToken, Verifier};
 use crate::mcp::annotations::ToolKinds;
@@ -312,12 +314,7 @@ impl Gateway {
         now: u64,
         store: &mut dyn Store,
     ) -> Decision {
-        let Some((config, upstream)) = self
-            .config
-            .authorization_server
-            .as_ref()
-            .and_then(|c| Some((c, c.upstream.as_ref()?)))
-        else {
+        let Some((config, upstream)) = self.upstream_provider() else {
             return Decision::respond(
                 Response::oauth_error(404, "not_found", "Not found"),
                 Outcome::Served,
@@ -584,6 +581,13 @@ impl Gateway {
         Ok(Some(authorized))
     }
 
+    /// Our authorization server and the identity provider it signs people in through, when it
+    /// has one.
+    fn upstream_provider(&self) -> Option<(&AuthServerConfig, &UpstreamConfig)> {
+        let config = self.config.authorization_server.as_ref()?;
+        Some((config, config.upstream.as_ref()?))
+    }
+
     /// Whether our authorization server issued the token: only its tokens can be revoked here
     /// (revocation is by `jti`, which other issuers may reuse), so only they cost a store read.
     fn issued_here(&self, token: &VerifiedToken) -> bool {
@@ -623,12 +627,7 @@ impl Gateway {
         let Action::Forward { headers, .. } = &mut decision.action else {
             return decision;
         };
-        let Some((config, upstream)) = self
-            .config
-            .authorization_server
-            .as_ref()
-            .and_then(|c| Some((c, c.upstream.as_ref()?)))
-        else {
+        let Some((config, upstream)) = self.upstream_provider() else {
             return decision;
         };
         let challenge = Challenge {

@@ -201,8 +201,39 @@ fn resume(
     body: &[u8],
 ) -> Action {
     let req = request("GET", "/oauth/callback?x", None);
-    gw.resume_upstream(&req, None, step, Answer { status, body }, NOW, store)
+    answer(gw, store, &req, step, status, body, NOW)
+}
+
+/// The provider's answer to `step`, for the request that made the call.
+fn answer(
+    gw: &Gateway,
+    store: &mut MemoryStore,
+    req: &Request,
+    step: Step,
+    status: Option<u16>,
+    body: &[u8],
+    now: u64,
+) -> Action {
+    gw.resume_upstream(req, None, step, Answer { status, body }, now, store)
         .action
+}
+
+/// The provider's answer to the upstream refresh that an MCP call with `access` started.
+fn answer_refresh(
+    gw: &Gateway,
+    store: &mut MemoryStore,
+    access: &str,
+    step: Step,
+    status: u16,
+    body: &[u8],
+    now: u64,
+) -> Action {
+    let bearer = format!("Bearer {access}");
+    let req = Request {
+        authorization: vec![&bearer],
+        ..request("GET", "/mcp", None)
+    };
+    answer(gw, store, &req, step, Some(status), body, now)
 }
 
 #[test]
@@ -400,20 +431,15 @@ fn discovery_is_fetched_once_and_cached() {
         "token_endpoint": format!("{IDP}/t"), "jwks_uri": format!("{IDP}/k")});
     let body = doc.to_string().into_bytes();
     let req = request("GET", &path, None);
-    let r = respond(
-        gw.resume_upstream(
-            &req,
-            None,
-            fetch.step,
-            Answer {
-                status: Some(200),
-                body: &body,
-            },
-            NOW,
-            &mut store,
-        )
-        .action,
-    );
+    let r = respond(answer(
+        &gw,
+        &mut store,
+        &req,
+        fetch.step,
+        Some(200),
+        &body,
+        NOW,
+    ));
     assert_eq!(r.status, 302);
     assert!(r
         .header("location")
@@ -436,20 +462,15 @@ fn discovery_is_fetched_once_and_cached() {
         "token_endpoint": "https://evil.example/t", "jwks_uri": "https://evil.example/k"})
     .to_string()
     .into_bytes();
-    let r = respond(
-        gw.resume_upstream(
-            &req,
-            None,
-            fetch.step,
-            Answer {
-                status: Some(200),
-                body: &body,
-            },
-            NOW,
-            &mut store,
-        )
-        .action,
-    );
+    let r = respond(answer(
+        &gw,
+        &mut store,
+        &req,
+        fetch.step,
+        Some(200),
+        &body,
+        NOW,
+    ));
     assert_eq!(r.status, 502);
 }
 
@@ -696,26 +717,19 @@ fn held_upstream_tokens_reach_the_backend_and_are_refreshed_before_they_expire()
         forwarded_authorization(mcp_call(&gw, &mut store, &access, NOW + 250)),
         "Bearer up-at-1"
     );
-    let bearer = format!("Bearer {access}");
-    let req = Request {
-        authorization: vec![&bearer],
-        ..request("GET", "/mcp", None)
-    };
     let new_tokens = json_bytes(
         &json!({"access_token": "up-at-2", "refresh_token": "up-rt-2", "expires_in": 300}),
     );
-    let after = gw.resume_upstream(
-        &req,
-        None,
-        refresh.step,
-        Answer {
-            status: Some(200),
-            body: &new_tokens,
-        },
-        NOW + 250,
+    let after = answer_refresh(
+        &gw,
         &mut store,
+        &access,
+        refresh.step,
+        200,
+        &new_tokens,
+        NOW + 250,
     );
-    assert_eq!(forwarded_authorization(after.action), "Bearer up-at-2");
+    assert_eq!(forwarded_authorization(after), "Bearer up-at-2");
     assert_eq!(
         forwarded_authorization(mcp_call(&gw, &mut store, &access, NOW + 260)),
         "Bearer up-at-2"
@@ -729,24 +743,17 @@ fn a_refused_upstream_refresh_ends_the_grant_with_a_401_and_our_refresh_fails() 
     let mut store = MemoryStore::default();
     let (access, refresh_token) = signed_in_with_held_tokens(&gw, &mut store, &idp);
     let refresh = call(mcp_call(&gw, &mut store, &access, NOW + 299));
-    let bearer = format!("Bearer {access}");
-    let req = Request {
-        authorization: vec![&bearer],
-        ..request("GET", "/mcp", None)
-    };
     let refused = br#"{"error":"invalid_grant"}"#;
-    let after = gw.resume_upstream(
-        &req,
-        None,
-        refresh.step,
-        Answer {
-            status: Some(400),
-            body: refused,
-        },
-        NOW + 299,
+    let after = answer_refresh(
+        &gw,
         &mut store,
+        &access,
+        refresh.step,
+        400,
+        refused,
+        NOW + 299,
     );
-    let r = respond(after.action);
+    let r = respond(after);
     assert_eq!(r.status, 401);
     assert!(r
         .header("www-authenticate")
@@ -904,20 +911,15 @@ fn an_endpoint_with_control_characters_is_refused_not_put_in_a_header() {
         let doc = json!({"issuer": IDP, "authorization_endpoint": url,
             "token_endpoint": format!("{IDP}/t"), "jwks_uri": format!("{IDP}/k")});
         let body = json_bytes(&doc);
-        let r = respond(
-            gw.resume_upstream(
-                &request("GET", &path, None),
-                None,
-                fetch.step,
-                Answer {
-                    status: Some(200),
-                    body: &body,
-                },
-                NOW,
-                &mut store,
-            )
-            .action,
-        );
+        let r = respond(answer(
+            &gw,
+            &mut store,
+            &request("GET", &path, None),
+            fetch.step,
+            Some(200),
+            &body,
+            NOW,
+        ));
         assert_eq!(r.status, 502, "{url:?}");
         assert!(r.header("location").is_none());
     }
@@ -955,24 +957,17 @@ fn a_refresh_answer_that_expires_at_once_is_used_not_refreshed_again() {
     let mut store = MemoryStore::default();
     let (access, _) = signed_in_with_held_tokens(&gw, &mut store, &idp);
     let refresh = call(mcp_call(&gw, &mut store, &access, NOW + 299));
-    let bearer = format!("Bearer {access}");
-    let req = Request {
-        authorization: vec![&bearer],
-        ..request("GET", "/mcp", None)
-    };
     let zero = json_bytes(&json!({"access_token": "up-at-2", "expires_in": 0}));
-    let after = gw.resume_upstream(
-        &req,
-        None,
-        refresh.step,
-        Answer {
-            status: Some(200),
-            body: &zero,
-        },
-        NOW + 299,
+    let after = answer_refresh(
+        &gw,
         &mut store,
+        &access,
+        refresh.step,
+        200,
+        &zero,
+        NOW + 299,
     );
-    assert_eq!(forwarded_authorization(after.action), "Bearer up-at-2");
+    assert_eq!(forwarded_authorization(after), "Bearer up-at-2");
     // A later request refreshes it, once.
     let again = call(mcp_call(&gw, &mut store, &access, NOW + 300));
     assert!(matches!(again.step, Step::Refresh { .. }));

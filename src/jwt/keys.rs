@@ -25,22 +25,6 @@ pub enum VerifyKey {
     EdDSA(Ed25519PublicKey),
 }
 
-/// Runs `$body` with `$key` bound to the inner jwt-simple key of any variant, or `$rsa_body`
-/// with `$rsa` bound to an RSA key.
-macro_rules! with_key {
-    ($value:expr, $key:ident => $body:expr, $rsa:ident => $rsa_body:expr) => {
-        match $value {
-            VerifyKey::Rsa($rsa) => $rsa_body,
-            VerifyKey::HS256($key) => $body,
-            VerifyKey::HS384($key) => $body,
-            VerifyKey::HS512($key) => $body,
-            VerifyKey::ES256($key) => $body,
-            VerifyKey::ES384($key) => $body,
-            VerifyKey::EdDSA($key) => $body,
-        }
-    };
-}
-
 impl VerifyKey {
     pub fn alg(&self) -> Alg {
         match self {
@@ -63,11 +47,19 @@ impl VerifyKey {
     where
         C: serde::Serialize + serde::de::DeserializeOwned,
     {
-        with_key!(self, key => key.verify_token::<C>(token, Some(options)), rsa => {
-            super::jose::verify_token(rsa.alg().name(), token, &options, |signed, signature| {
-                rsa.verify(signed, signature)
-            })
-        })
+        match self {
+            VerifyKey::HS256(key) => key.verify_token::<C>(token, Some(options)),
+            VerifyKey::HS384(key) => key.verify_token::<C>(token, Some(options)),
+            VerifyKey::HS512(key) => key.verify_token::<C>(token, Some(options)),
+            VerifyKey::ES256(key) => key.verify_token::<C>(token, Some(options)),
+            VerifyKey::ES384(key) => key.verify_token::<C>(token, Some(options)),
+            VerifyKey::EdDSA(key) => key.verify_token::<C>(token, Some(options)),
+            VerifyKey::Rsa(key) => {
+                super::jose::verify_token(key.alg().name(), token, &options, |signed, signature| {
+                    key.verify(signed, signature)
+                })
+            }
+        }
     }
 }
 

@@ -16,6 +16,7 @@
     )
 )]
 
+pub mod ascii_url;
 pub mod authz;
 pub mod config;
 pub mod cors;

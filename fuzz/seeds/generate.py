@@ -232,6 +232,9 @@ def generate():
         "https-basic": {"redirect_uris": ["https://app.example.com/cb", "https://app.example.com/cb2"],
                         "client_name": "Web \u00e9 app", "logo_uri": "https://x/logo.png"},
         "bad-types": {"redirect_uris": "https://x/cb", "grant_types": [1]},
+        # Upper case next to a non-ASCII host: reached a debug assertion in the ASCII-only
+        # IDNA adapter (a fuzz-smoke run); now refused before the URL parser.
+        "unicode-host-mixed-case": {"redirect_uris": ["https://app.exaMPLE.comDDD\ud29c/cb"]},
     }
     for name, meta in regs.items():
         write("register", name, lines("", "application/json", js(meta)))

@@ -5,10 +5,11 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use url::{Host, Url};
+use url::Host;
 
 use super::clients::Client;
 use super::redirect::check_redirect_uri;
+use crate::ascii_url;
 use crate::config::authz::CimdConfig;
 use crate::store::Store;
 
@@ -32,7 +33,8 @@ pub struct Fetch {
 
 /// Checks the URL before anything is fetched.
 pub fn fetch_for(config: &CimdConfig, client_id: &str) -> Result<Fetch, String> {
-    let url = Url::parse(client_id).map_err(|_| "the client_id is not a valid URL".to_string())?;
+    let url = ascii_url::parse(client_id)
+        .map_err(|e| format!("the client_id is not a valid URL: {e}"))?;
     if url.scheme() != "https" {
         return Err("a client metadata URL must use https".into());
     }

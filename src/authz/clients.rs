@@ -67,7 +67,7 @@ impl Client {
     /// A public client described by a metadata document at `url`; the name shows the host,
     /// which is what the document proves.
     pub fn public_by_document(url: &str, name: String, redirect_uris: Vec<String>) -> Client {
-        let host = url::Url::parse(url)
+        let host = crate::ascii_url::parse(url)
             .ok()
             .and_then(|u| u.host_str().map(str::to_string))
             .unwrap_or_default();

@@ -23,7 +23,7 @@ pub fn is_metadata_path(issuer_path: &str, path: &str) -> bool {
 
 /// The path part of the issuer (`""` for `https://host`).
 pub fn issuer_path(config: &AuthServerConfig) -> String {
-    url::Url::parse(&config.issuer)
+    crate::ascii_url::parse(&config.issuer)
         .map(|u| u.path().trim_end_matches('/').to_string())
         .unwrap_or_default()
 }

@@ -2,19 +2,15 @@
 //! native apps (RFC 8252 §7.1), and an exact match with a registered value (any port for
 //! loopback, as RFC 8252 §7.3 asks).
 
-use url::Url;
+use crate::ascii_url::{self, UrlError};
 
 use crate::config::is_loopback;
 
 /// Checks a redirect URI at registration.
 pub fn check_redirect_uri(uri: &str) -> Result<(), String> {
-    let url = Url::parse(uri).map_err(|e| match e {
-        // The build keeps only ASCII host names (no Unicode IDNA tables in the .wasm).
-        url::ParseError::IdnaError => {
-            "the host name must be ASCII (write an internationalised name in its xn-- form)"
-                .to_string()
-        }
-        _ => "not an absolute URI".to_string(),
+    let url = ascii_url::parse(uri).map_err(|e| match e {
+        UrlError::NotAscii => e.to_string(),
+        UrlError::Invalid(_) => "not an absolute URI".to_string(),
     })?;
     if url.fragment().is_some() {
         return Err("must not contain a fragment".into());
@@ -40,14 +36,14 @@ pub fn redirect_matches(registered: &[String], requested: &str) -> bool {
     if registered.iter().any(|r| r == requested) {
         return true;
     }
-    let Ok(req) = Url::parse(requested) else {
+    let Ok(req) = ascii_url::parse(requested) else {
         return false;
     };
     if req.scheme() != "http" || !req.host_str().is_some_and(is_loopback) {
         return false;
     }
     registered.iter().any(|r| {
-        Url::parse(r).is_ok_and(|reg| {
+        ascii_url::parse(r).is_ok_and(|reg| {
             reg.scheme() == "http"
                 && reg.host_str() == req.host_str()
                 && reg.path() == req.path()
@@ -59,7 +55,7 @@ pub fn redirect_matches(registered: &[String], requested: &str) -> bool {
 
 /// The host a person sees on the consent page ("where will the code go").
 pub fn display_host(uri: &str) -> String {
-    match Url::parse(uri) {
+    match ascii_url::parse(uri) {
         Ok(url) => match url.host_str() {
             Some(host) => match url.port() {
                 Some(port) => format!("{host}:{port}"),

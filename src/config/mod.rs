@@ -152,7 +152,7 @@ fn build(
         canonical_resource_uri(&raw.resource).map_err(|r| ConfigError::at("resource", r))?;
     let origin = origin_of(&resource);
     if let Some(doc) = &raw.resource_documentation {
-        url::Url::parse(doc)
+        crate::ascii_url::parse(doc)
             .map_err(|e| ConfigError::at("resource_documentation", format!("not a URL: {e}")))?;
     }
     let authorization_server = raw
@@ -371,7 +371,8 @@ fn build(
 /// An endpoint the filter calls through a cluster: `https://` (or `http://` on loopback),
 /// split into `:authority` and `:path` once.
 fn call_target(path: &str, uri: &str) -> Result<(String, String), ConfigError> {
-    let url = url::Url::parse(uri).map_err(|e| ConfigError::at(path, format!("not a URL: {e}")))?;
+    let url = crate::ascii_url::parse(uri)
+        .map_err(|e| ConfigError::at(path, format!("not a URL: {e}")))?;
     let host = url.host_str().unwrap_or_default().to_string();
     let secure = url.scheme() == "https" || (url.scheme() == "http" && uri::is_loopback(&host));
     if !secure || host.is_empty() {

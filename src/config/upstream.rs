@@ -388,7 +388,7 @@ pub fn check_url(value: &str) -> Result<url::Url, String> {
     if value.chars().any(char::is_control) {
         return Err("must not contain control characters".into());
     }
-    let url = url::Url::parse(value).map_err(|e| format!("not a URL: {e}"))?;
+    let url = crate::ascii_url::parse(value).map_err(|e| format!("not a URL: {e}"))?;
     let host = url.host_str().unwrap_or_default();
     let secure =
         url.scheme() == "https" || (url.scheme() == "http" && super::uri::is_loopback(host));

@@ -1,11 +1,13 @@
 //! Canonical resource URIs (RFC 8707, RFC 9728): clients compare them as strings, so the
 //! configured value must already be in the one form they will compute.
 
-use url::{Host, Url};
+use url::Host;
+
+use crate::ascii_url;
 
 /// True for hosts that only this machine can reach; plain `http` is allowed for them.
 pub fn is_loopback(host: &str) -> bool {
-    match Url::parse(&format!("http://{host}/"))
+    match ascii_url::parse(&format!("http://{host}/"))
         .ok()
         .and_then(|u| u.host().map(|h| h.to_owned()))
     {
@@ -20,7 +22,7 @@ pub fn is_loopback(host: &str) -> bool {
 /// lowercase scheme and host, default port omitted, no query, no fragment, no trailing slash.
 /// Returns it unchanged, or a reason that shows the canonical spelling.
 pub fn canonical_resource_uri(uri: &str) -> Result<String, String> {
-    let url = Url::parse(uri).map_err(|e| format!("not an absolute URI: {e}"))?;
+    let url = ascii_url::parse(uri).map_err(|e| format!("not an absolute URI: {e}"))?;
     let host = url.host_str().ok_or("must have a host")?;
     match url.scheme() {
         "https" => {}
@@ -48,7 +50,7 @@ pub fn canonical_resource_uri(uri: &str) -> Result<String, String> {
 
 /// `https://host:port` of a canonical URI.
 pub fn origin_of(canonical: &str) -> String {
-    match Url::parse(canonical) {
+    match ascii_url::parse(canonical) {
         Ok(url) => url.origin().ascii_serialization(),
         Err(_) => canonical.to_string(),
     }

@@ -1,18 +1,31 @@
 //! A per-VM cache of verified tokens. MCP clients send the same token on every request for its
-//! whole life, and a signature check costs up to a millisecond inside Envoy; a cache hit costs
-//! a SHA-256 and a map lookup, and hands out the shared verification (no copy per request). Entries live until the token's `exp` (plus leeway), the map is
-//! bounded, and it is emptied whenever a key set changes, so a removed key stops working at once.
-//! Revocation is checked on every request after the cache, so it is never bypassed.
+//! whole life, and a signature check costs up to a millisecond inside Envoy. Entries live until
+//! the token's `exp` (plus leeway), the map is bounded, and it is emptied whenever a key set
+//! changes, so a removed key stops working at once. Revocation is checked on every request
+//! after the cache, so it is never bypassed.
+//!
+//! A hit is found by the whole token, as Envoy's `jwt_authn` keys its cache: a keyed hash of
+//! the token's last bytes (its signature, where distinct tokens differ) picks the entry, and
+//! the entry's token must equal the request's byte for byte. No digest of the whole token is
+//! needed (a SHA-256 was half the cost of a cached request), and no hash collision can make
+//! one token pass for another.
 
 use std::cell::RefCell;
+use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
+use std::hash::BuildHasher;
 use std::rc::Rc;
 
 use super::verify::VerifiedToken;
 
+/// How many bytes from the token's end pick its entry.
+const HASHED_TAIL: usize = 32;
+
 pub struct TokenCache {
     capacity: usize,
-    entries: RefCell<HashMap<[u8; 32], Rc<VerifiedToken>>>,
+    /// Keys the tail hash with per-VM random keys (SipHash), so entries cannot be aimed at.
+    hasher: RandomState,
+    entries: RefCell<HashMap<u64, (Box<str>, Rc<VerifiedToken>)>>,
 }
 
 impl TokenCache {
@@ -20,44 +33,55 @@ impl TokenCache {
     pub fn new(capacity: usize) -> TokenCache {
         TokenCache {
             capacity,
+            hasher: RandomState::new(),
             entries: RefCell::new(HashMap::new()),
         }
     }
 
-    pub fn key(token: &str) -> [u8; 32] {
-        crate::secret_hash::sha256(token.as_bytes())
+    fn slot(&self, token: &str) -> u64 {
+        let bytes = token.as_bytes();
+        let tail = bytes
+            .get(bytes.len().saturating_sub(HASHED_TAIL)..)
+            .unwrap_or(bytes);
+        self.hasher.hash_one((bytes.len(), tail))
     }
 
-    /// The cached verification, if still within `exp` + `leeway` at `now`.
-    pub fn get(&self, key: &[u8; 32], now: u64, leeway: u64) -> Option<Rc<VerifiedToken>> {
+    /// The cached verification of exactly `token`, if still within `exp` + `leeway` at `now`.
+    pub fn get(&self, token: &str, now: u64, leeway: u64) -> Option<Rc<VerifiedToken>> {
         if self.capacity == 0 {
             return None;
         }
+        let slot = self.slot(token);
         let mut entries = self.entries.try_borrow_mut().ok()?;
-        match entries.get(key) {
-            Some(v) if now <= v.expires_at.saturating_add(leeway) => Some(Rc::clone(v)),
-            Some(_) => {
-                entries.remove(key);
-                None
+        match entries.get(&slot) {
+            Some((cached, v)) if &**cached == token => {
+                if now <= v.expires_at.saturating_add(leeway) {
+                    Some(Rc::clone(v))
+                } else {
+                    entries.remove(&slot);
+                    None
+                }
             }
-            None => None,
+            _ => None,
         }
     }
 
-    pub fn put(&self, key: [u8; 32], verified: &Rc<VerifiedToken>, now: u64) {
+    /// Remembers the verification of `token` (replacing another token in its slot, if any).
+    pub fn put(&self, token: &str, verified: &Rc<VerifiedToken>, now: u64) {
         if self.capacity == 0 {
             return;
         }
+        let slot = self.slot(token);
         let Ok(mut entries) = self.entries.try_borrow_mut() else {
             return;
         };
-        if entries.len() >= self.capacity {
-            entries.retain(|_, v| v.expires_at > now);
+        if entries.len() >= self.capacity && !entries.contains_key(&slot) {
+            entries.retain(|_, (_, v)| v.expires_at > now);
             if entries.len() >= self.capacity {
                 entries.clear();
             }
         }
-        entries.insert(key, Rc::clone(verified));
+        entries.insert(slot, (token.into(), Rc::clone(verified)));
     }
 
     pub fn clear(&self) {
@@ -72,5 +96,71 @@ impl TokenCache {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::jwt::verify::Memo;
+
+    fn verified(subject: &str, expires_at: u64) -> Rc<VerifiedToken> {
+        Rc::new(VerifiedToken {
+            issuer: "https://issuer.example".into(),
+            subject: Some(subject.into()),
+            client_id: None,
+            scopes: vec![],
+            expires_at,
+            issued_at: None,
+            jwt_id: None,
+            audiences: vec![],
+            grant: None,
+            session_identity: Memo::default(),
+        })
+    }
+
+    /// Two tokens that end alike (same length, same signature bytes) share a slot, but a hit
+    /// needs the whole token: a forged head on a cached token's signature is a miss.
+    #[test]
+    fn a_hit_needs_the_whole_token_not_just_its_slot() {
+        let cache = TokenCache::new(10);
+        let real = format!(
+            "eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.{}",
+            "s".repeat(86)
+        );
+        let forged = format!(
+            "eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJtYWxsb3J5In0.{}",
+            "s".repeat(86)
+        );
+        let forged = forged[forged.len() - real.len()..].to_string();
+        assert_eq!(forged.len(), real.len());
+        assert_eq!(cache.slot(&real), cache.slot(&forged));
+        cache.put(&real, &verified("alice", 100), 0);
+        assert!(cache.get(&forged, 10, 0).is_none());
+        assert_eq!(
+            cache.get(&real, 10, 0).unwrap().subject.as_deref(),
+            Some("alice")
+        );
+        // The later token takes the slot; the earlier one is then simply verified again.
+        cache.put(&forged, &verified("mallory", 100), 0);
+        assert!(cache.get(&real, 10, 0).is_none());
+        assert_eq!(cache.len(), 1);
+    }
+
+    #[test]
+    fn entries_end_at_exp_plus_leeway_and_the_size_is_bounded() {
+        let cache = TokenCache::new(2);
+        cache.put("a.b.c", &verified("a", 100), 0);
+        assert!(cache.get("a.b.c", 160, 60).is_some());
+        assert!(cache.get("a.b.c", 161, 60).is_none());
+        assert!(cache.is_empty(), "an expired entry is dropped when found");
+        cache.put("a.b.1", &verified("1", 100), 0);
+        cache.put("a.b.2", &verified("2", 50), 0);
+        // Full: expired entries go first, then everything if that is not enough.
+        cache.put("a.b.3", &verified("3", 100), 60);
+        assert_eq!(cache.len(), 2);
+        assert!(cache.get("a.b.2", 60, 0).is_none());
+        assert!(cache.get("a.b.1", 60, 0).is_some());
+        assert!(TokenCache::new(0).get("a.b.1", 0, 0).is_none());
     }
 }

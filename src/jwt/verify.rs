@@ -228,12 +228,11 @@ impl Verifier {
         if token.len() > self.max_token_bytes {
             return Err(TokenError::TooLong);
         }
-        let key = TokenCache::key(token);
-        let verified = match self.cache.get(&key, now, self.leeway_seconds) {
+        let verified = match self.cache.get(token, now, self.leeway_seconds) {
             Some(hit) => hit,
             None => {
                 let verified = Rc::new(self.verify_for_any_audience(token, now)?);
-                self.cache.put(key, &verified, now);
+                self.cache.put(token, &verified, now);
                 verified
             }
         };

@@ -21,11 +21,14 @@ use super::verify::VerifiedToken;
 /// How many bytes from the token's end pick its entry.
 const HASHED_TAIL: usize = 32;
 
+/// A cached token and its verification.
+type Entry = (Box<str>, Rc<VerifiedToken>);
+
 pub struct TokenCache {
     capacity: usize,
     /// Keys the tail hash with per-VM random keys (SipHash), so entries cannot be aimed at.
     hasher: RandomState,
-    entries: RefCell<HashMap<u64, (Box<str>, Rc<VerifiedToken>)>>,
+    entries: RefCell<HashMap<u64, Entry>>,
 }
 
 impl TokenCache {

@@ -21,13 +21,18 @@ pub fn request_headers() -> Vec<(String, String)> {
     match hostcalls::get_map_bytes(MapType::HttpRequestHeaders) {
         Ok(map) => map
             .into_iter()
-            .map(|(k, v)| (k, String::from_utf8_lossy(&v).into_owned()))
+            .map(|(k, v)| (k, utf8_or_lossy(v)))
             .collect(),
         Err(status) => {
             log::warn!("mcp-oauth: cannot read request headers: {status:?}");
             Vec::new()
         }
     }
+}
+
+/// The bytes as text, kept in place when they are UTF-8 (no copy per header on every request).
+fn utf8_or_lossy(bytes: Vec<u8>) -> String {
+    String::from_utf8(bytes).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
 
 /// The downstream peer address (`ip:port`), for rate limits.

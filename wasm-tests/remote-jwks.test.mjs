@@ -110,7 +110,7 @@ describe("remote JWKS, server up", () => {
     const health = await request(`${ctx.origin}/health`);
     assert.equal(health.status, 200, health.body);
     assert.equal(health.json.keys_loaded, true);
-    t.diagnostic(`JWKS fetches at startup (one per Wasm VM without de-duplication): ${ctx.jwks.fetches}`);
+    t.diagnostic(`JWKS fetches at startup (a VM without keys fetches at once): ${ctx.jwks.fetches}`);
   });
 
   ctx.T("unknown kid triggers a refetch (rate limited), still unknown → 401 invalid_token", async () => {
@@ -171,6 +171,41 @@ describe("remote JWKS, server up", () => {
     await sleep(1600); // the hung fetch times out (timeout_ms 1500) and the refetch limit has passed
     const r = await ctx.call(await ctx.token(k4));
     assertAllowed(r, `k4 after an abandoned refetch (took ${r.ms} ms)`);
+  });
+});
+
+describe("remote JWKS, two workers: one fetch serves every worker's VM", () => {
+  let k1, k5;
+  const ctx = setup({
+    prepare: async () => {
+      [k1, k5] = await Promise.all([keyPair("ES256", "w-1"), keyPair("ES256", "w-5")]);
+    },
+    jwksKeys: () => [k1.publicJwk],
+    remote: { min_refetch_interval_seconds: 1, refresh_interval_seconds: 300, startup_wait_ms: 4000, timeout_ms: 2000 },
+    concurrency: 2,
+  });
+
+  ctx.T("a new key named on both workers at once is fetched once, and every request gets it", async (t) => {
+    for (let i = 0; i < 6; i++) assertAllowed(await ctx.call(await ctx.token(k1)), `k1 token #${i}`);
+    const atStart = ctx.jwks.fetches;
+    await sleepUntil(ctx.jwks.lastRequestAt + 1100); // past min_refetch_interval_seconds
+    ctx.jwks.setKeys([k1.publicJwk, k5.publicJwk]);
+    ctx.jwks.setDelay(600); // the fetch is still running when the other worker asks
+    const before = ctx.jwks.fetches;
+    const token = await ctx.token(k5);
+    const results = await Promise.all(Array.from({ length: 16 }, () => ctx.call(token)));
+    results.forEach((r, i) => assertAllowed(r, `k5 token, connection ${i}`));
+    // Each request had its own connection; both workers must have served some, or the test
+    // proves nothing.
+    const stats = await ctx.envoy.stats("worker_");
+    const perWorker = [0, 1].map((w) =>
+      Object.entries(stats)
+        .filter(([name]) => name.startsWith("listener.") && name.endsWith(`.worker_${w}.downstream_cx_total`))
+        .reduce((sum, [, v]) => sum + v, 0),
+    );
+    assert.ok(perWorker.every((n) => n > 0), `connections per worker: ${perWorker}`);
+    assert.equal(ctx.jwks.fetches - before, 1, "one fetch for both workers");
+    t.diagnostic(`fetches: ${atStart} at start (each VM without keys fetches), 1 for the new key; connections per worker ${perWorker}`);
   });
 });
 

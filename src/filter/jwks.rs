@@ -1,18 +1,23 @@
 //! Fetching remote JWK Sets through an Envoy cluster: at start, every
 //! `refresh_interval_seconds`, and (rate-limited) when a token names an unknown `kid`.
-//! A failed fetch keeps the last good keys and retries with a growing delay.
+//! A failed fetch keeps the last good keys and retries with a growing delay. One worker's VM
+//! fetches and shares the document with the others (`jwt::shared_jwks`).
 
 use std::time::Duration;
 
 use proxy_wasm::hostcalls;
 
 use crate::config::RemoteJwks;
+use crate::jwt::shared_jwks::{self, Plan, SharedDoc};
 use crate::jwt::{Alg, KeySet, KeySource};
+use crate::store::Store;
 
 /// The largest JWKS document accepted.
 pub const MAX_JWKS_BYTES: usize = 256 * 1024;
 /// Retry delays after failures: 1 s, 2 s, 4 s … capped here (or at the refresh interval).
 const MAX_RETRY_MS: u64 = 30_000;
+/// While another worker fetches, how soon to look for its document again.
+const WAIT_FOR_OTHER_MS: u64 = 100;
 
 pub struct JwksFetcher {
     pub remote: RemoteJwks,
@@ -21,6 +26,10 @@ pub struct JwksFetcher {
     in_flight_since_ms: u64,
     next_fetch_ms: u64,
     last_started_ms: Option<u64>,
+    /// When the document in use was fetched (by this VM or another worker's).
+    held_ms: Option<u64>,
+    /// When a token with an unknown `kid` asked for a newer document than the one held.
+    refetch_asked_ms: Option<u64>,
     failures: u32,
 }
 
@@ -32,6 +41,8 @@ impl JwksFetcher {
             in_flight_since_ms: 0,
             next_fetch_ms: 0,
             last_started_ms: None,
+            held_ms: None,
+            refetch_asked_ms: None,
             failures: 0,
         }
     }
@@ -60,6 +71,7 @@ impl JwksFetcher {
             return false;
         }
         self.next_fetch_ms = self.next_fetch_ms.min(now_ms);
+        self.refetch_asked_ms = self.refetch_asked_ms.or(Some(now_ms));
         true
     }
 
@@ -71,12 +83,47 @@ impl JwksFetcher {
         self.in_flight == Some(token)
     }
 
-    /// Whether a token with an unknown `kid` may trigger a fetch now.
+    /// Whether a token with an unknown `kid` may trigger a fetch now: not within the
+    /// minimum interval of this VM's last fetch, nor of the document it holds (which another
+    /// worker may have fetched just now).
     fn may_refetch(&self, now_ms: u64) -> bool {
+        let last = self.last_started_ms.max(self.held_ms);
         self.in_flight.is_some()
-            || self.last_started_ms.is_none_or(|t| {
+            || last.is_none_or(|t| {
                 now_ms.saturating_sub(t) >= self.remote.min_refetch_interval_seconds * 1000
             })
+    }
+
+    /// What to do now that the keys are due: fetch, adopt another worker's newer document,
+    /// or wait for the worker that is fetching.
+    pub fn plan(&mut self, now_ms: u64, store: &mut dyn Store) -> Plan {
+        let hold = self.remote.timeout_ms + 2000;
+        let newer_than = self
+            .held_ms
+            .map(|held| held.max(self.refetch_asked_ms.unwrap_or(0)));
+        let plan = shared_jwks::plan(store, &self.remote.uri, now_ms, newer_than, hold);
+        if plan == Plan::Wait {
+            self.next_fetch_ms = now_ms + WAIT_FOR_OTHER_MS;
+        }
+        plan
+    }
+
+    /// Takes another worker's document: its keys, or why there are none (then this VM
+    /// fetches itself at its next tick).
+    pub fn adopt(
+        &mut self,
+        doc: SharedDoc,
+        now_ms: u64,
+        allowed: &[Alg],
+    ) -> Result<KeySet, String> {
+        self.held_ms = Some(doc.fetched_ms);
+        self.refetch_asked_ms = None;
+        let result = parse_answer(Some("200"), Ok(doc.body), allowed);
+        self.next_fetch_ms = match result {
+            Ok(_) => doc.fetched_ms + self.remote.refresh_interval_seconds * 1000,
+            Err(_) => now_ms,
+        };
+        result
     }
 
     /// Starts a fetch unless one is running. Returns false if Envoy refused the call
@@ -107,27 +154,41 @@ impl JwksFetcher {
                     self.remote.cluster
                 );
                 self.schedule_retry(now_ms);
+                shared_jwks::release(
+                    &mut crate::filter::shared_store::SharedStore,
+                    &self.remote.uri,
+                );
                 false
             }
         }
     }
 
     /// Handles the answer to the fetch: the parsed keys, or why there are none.
+    /// A good document is shared with the other workers; after a failure the lease is given
+    /// back, and each VM retries on its own schedule.
     pub fn finish(
         &mut self,
         now_ms: u64,
         status: Option<&str>,
         body: Result<Vec<u8>, String>,
         allowed: &[Alg],
+        store: &mut dyn Store,
     ) -> Result<KeySet, String> {
         self.in_flight = None;
+        self.refetch_asked_ms = None;
+        let shared = body.as_ref().ok().cloned();
         let result = parse_answer(status, body, allowed);
-        match &result {
-            Ok(_) => {
+        match (&result, shared) {
+            (Ok(_), Some(body)) => {
                 self.failures = 0;
+                self.held_ms = Some(now_ms);
                 self.next_fetch_ms = now_ms + self.remote.refresh_interval_seconds * 1000;
+                shared_jwks::publish(store, &self.remote.uri, now_ms, &body);
             }
-            Err(_) => self.schedule_retry(now_ms),
+            _ => {
+                self.schedule_retry(now_ms);
+                shared_jwks::release(store, &self.remote.uri);
+            }
         }
         result
     }

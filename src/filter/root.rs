@@ -18,7 +18,9 @@ use super::host;
 use super::http_context::{self, Http};
 use super::jwks::{JwksFetcher, MAX_JWKS_BYTES};
 use super::service_credentials::CredentialFetcher;
+use super::shared_store::SharedStore;
 use super::stats::Stats;
+use crate::jwt::shared_jwks::{self, Plan};
 
 /// Tick while requests wait or a first key set is loading, so waits end on time.
 const FAST_TICK: Duration = Duration::from_millis(50);
@@ -110,7 +112,7 @@ impl Context for Root {
             else {
                 return;
             };
-            match fetcher.finish(now, status.as_deref(), body, &allowed) {
+            match fetcher.finish(now, status.as_deref(), body, &allowed, &mut SharedStore) {
                 Ok(keys) => {
                     log::info!(
                         "mcp-oauth: loaded {} key(s) from {}",
@@ -192,6 +194,9 @@ impl RootContext for Root {
         if state.gateway.config.authorization_server.is_some() {
             super::shared_store::create_code_shards();
         }
+        for fetcher in &state.fetchers {
+            shared_jwks::prepare(&mut SharedStore, &fetcher.remote.uri);
+        }
         self.state = Some(Rc::new(RefCell::new(state)));
         self.start_due_fetches();
         self.adjust_tick();
@@ -230,10 +235,50 @@ impl Root {
         for credential in state.borrow_mut().credentials.iter_mut() {
             credential.tick(now);
         }
-        for fetcher in state.borrow_mut().fetchers.iter_mut() {
-            if fetcher.is_due(now) {
-                fetcher.start(now);
+        let mut adopted = Vec::new();
+        {
+            let mut guard = state.borrow_mut();
+            let vm = &mut *guard;
+            for fetcher in vm.fetchers.iter_mut() {
+                if !fetcher.is_due(now) {
+                    continue;
+                }
+                match fetcher.plan(now, &mut SharedStore) {
+                    Plan::Fetch => {
+                        fetcher.start(now);
+                    }
+                    Plan::Wait => {}
+                    Plan::Adopt(doc) => {
+                        let issuer = fetcher.remote.issuer_index;
+                        let allowed = vm
+                            .gateway
+                            .verifier
+                            .issuers
+                            .get(issuer)
+                            .map(|i| i.allowed.clone())
+                            .unwrap_or_default();
+                        match fetcher.adopt(doc, now, &allowed) {
+                            Ok(keys) => {
+                                log::info!(
+                                    "mcp-oauth: using {} key(s) from {} fetched by another worker",
+                                    keys.entries().len(),
+                                    fetcher.remote.uri
+                                );
+                                vm.gateway.verifier.set_remote_keys(issuer, keys);
+                                adopted.push(issuer);
+                            }
+                            Err(reason) => log::warn!(
+                                "mcp-oauth: the JWKS of {} shared by another worker is unusable: {reason}",
+                                fetcher.remote.uri
+                            ),
+                        }
+                    }
+                }
             }
+        }
+        if !adopted.is_empty() {
+            let state = Rc::clone(state);
+            self.release_waiters(&state, |w| adopted.contains(&w.issuer), false);
         }
     }
 

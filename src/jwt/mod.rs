@@ -7,6 +7,7 @@ mod keys;
 mod rsa_key;
 mod rsa_padding;
 mod rsa_public;
+pub mod shared_jwks;
 mod verify;
 
 pub use alg::{Alg, KeyFamily};

@@ -73,6 +73,7 @@ export async function startEcho({ port: wanted = 0 } = {}) {
 export async function startJwks(initialKeys = []) {
   let keys = initialKeys;
   let hang = false;
+  let delayMs = 0;
   const state = { fetches: 0, log: [] };
   let server;
   const make = () =>
@@ -82,8 +83,10 @@ export async function startJwks(initialKeys = []) {
       if (req.method === "GET" && req.url.split("?")[0] === "/jwks.json") {
         state.fetches++;
         const body = JSON.stringify({ keys });
-        res.writeHead(200, { "content-type": "application/json", "content-length": Buffer.byteLength(body) });
-        res.end(body);
+        setTimeout(() => {
+          res.writeHead(200, { "content-type": "application/json", "content-length": Buffer.byteLength(body) });
+          res.end(body);
+        }, delayMs);
         return;
       }
       res.writeHead(404, { "content-type": "application/json" });
@@ -102,6 +105,10 @@ export async function startJwks(initialKeys = []) {
     },
     setKeys(k) {
       keys = k;
+    },
+    /** Answer key-set fetches this many ms late (so that fetches can overlap). */
+    setDelay(ms) {
+      delayMs = ms;
     },
     /** true: accept connections and requests but never answer them. */
     setHang(v) {

@@ -97,6 +97,10 @@ pub fn path_has_prefix(path: &str, prefix: &str) -> bool {
 /// protected one.
 pub fn path_is_ambiguous(path: &str) -> bool {
     let path = path_only(path);
+    // Nearly every path has none of these: one pass, no copy.
+    if !path.contains(['%', '\\', '.']) {
+        return false;
+    }
     let lower = path.to_ascii_lowercase();
     lower.contains("%2e")
         || lower.contains("%2f")

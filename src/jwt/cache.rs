@@ -57,7 +57,7 @@ impl TokenCache {
         let slot = self.slot(token);
         let mut entries = self.entries.try_borrow_mut().ok()?;
         match entries.get(&slot) {
-            Some((cached, v)) if &**cached == token => {
+            Some((cached, v)) if same_text(cached, token) => {
                 if now <= v.expires_at.saturating_add(leeway) {
                     Some(Rc::clone(v))
                 } else {
@@ -100,6 +100,22 @@ impl TokenCache {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+}
+
+/// Byte-for-byte equality, eight bytes at a time: Wasm's `memcmp` goes byte by byte, and the
+/// whole token is compared on every cached request.
+fn same_text(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    let (a_words, b_words) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tails_equal = a_words.remainder() == b_words.remainder();
+    tails_equal
+        && a_words.zip(b_words).all(|(x, y)| {
+            u64::from_ne_bytes(x.try_into().unwrap_or_default())
+                == u64::from_ne_bytes(y.try_into().unwrap_or_default())
+        })
 }
 
 #[cfg(test)]
@@ -148,6 +164,22 @@ mod tests {
         cache.put(&forged, &verified("mallory", 100), 0);
         assert!(cache.get(&real, 10, 0).is_none());
         assert_eq!(cache.len(), 1);
+    }
+
+    #[test]
+    fn texts_are_compared_whole() {
+        for (a, b, same) in [
+            ("", "", true),
+            ("abc", "abc", true),
+            ("abcdefgh", "abcdefgh", true),
+            ("abcdefghi", "abcdefghi", true),
+            ("abcdefghi", "abcdefghj", false),
+            ("xbcdefghi", "abcdefghi", false),
+            ("abcdefgh", "abcdefgx", false),
+            ("abcdefgh", "abcdefg", false),
+        ] {
+            assert_eq!(same_text(a, b), same, "{a} {b}");
+        }
     }
 
     #[test]

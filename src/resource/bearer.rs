@@ -19,22 +19,29 @@ pub fn bearer_token<'a>(authorization: &[&'a str]) -> Credential<'a> {
         _ => return Credential::Malformed("More than one Authorization header"),
     };
     let value = value.trim();
-    // Envoy joins repeated headers with commas, and no single credential contains one.
-    if value.contains(',') {
-        return Credential::Malformed("More than one Authorization header");
-    }
+    // Envoy joins repeated headers with commas, and no single credential contains one. (A
+    // comma is not token68, so a bearer token is only searched for one when it fails.)
+    let repeated = || value.contains(',');
     let (scheme, rest) = match value.split_once(' ') {
         Some((scheme, rest)) => (scheme, rest.trim_start()),
         None => (value, ""),
     };
     if !scheme.eq_ignore_ascii_case("bearer") {
-        return Credential::None;
+        return if repeated() {
+            Credential::Malformed("More than one Authorization header")
+        } else {
+            Credential::None
+        };
     }
     if rest.is_empty() {
         return Credential::Malformed("The Bearer authorization header has no token");
     }
     if !rest.bytes().all(is_token68) {
-        return Credential::Malformed("The bearer token contains invalid characters");
+        return Credential::Malformed(if repeated() {
+            "More than one Authorization header"
+        } else {
+            "The bearer token contains invalid characters"
+        });
     }
     Credential::Bearer(rest)
 }

@@ -16,6 +16,9 @@
     )
 )]
 
+#[macro_use]
+pub mod json_object;
+
 pub mod ascii_url;
 pub mod authz;
 pub mod config;

@@ -25,6 +25,7 @@ const PENDING_TTL: u64 = 600;
 
 /// The authorization request, sealed into the sign-in and consent forms.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub(crate) struct Pending {
     pub(crate) client_id: String,
     pub(crate) redirect_uri: String,
@@ -34,14 +35,17 @@ pub(crate) struct Pending {
     pub(crate) state: Option<String>,
     pub(crate) exp: u64,
 }
+json_object!(Pending, Serialize);
 
 /// A signed-in person, sealed into the session cookie.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 struct Session {
     username: String,
     sub: String,
     exp: u64,
 }
+json_object!(Session, Serialize);
 
 pub fn handle(ctx: &mut Ctx, req: &AuthRequest) -> Reply {
     match req.method() {

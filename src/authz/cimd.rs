@@ -114,12 +114,15 @@ fn is_private(host: &Host<&str>) -> bool {
 
 /// The parts of a document we keep.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(remote = "Self")]
 struct Document {
     client_name: Option<String>,
     redirect_uris: Vec<String>,
 }
+json_object!(Document, Serialize);
 
 #[derive(Debug, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 struct Cached {
     exp: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -127,6 +130,7 @@ struct Cached {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     error: Option<String>,
 }
+json_object!(Cached, Serialize);
 
 fn cache_key(url: &str) -> String {
     use base64::Engine;

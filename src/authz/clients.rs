@@ -20,6 +20,7 @@ pub const REGISTERED_PREFIX: &str = "mcpc.";
 
 /// A registration as sealed into its `client_id`. Short field names keep the id short.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(remote = "Self")]
 pub struct Registration {
     #[serde(rename = "n")]
     pub client_name: Option<String>,
@@ -39,6 +40,7 @@ pub struct Registration {
     #[serde(rename = "i")]
     pub issued_at: u64,
 }
+json_object!(Registration, Serialize);
 
 /// A client, whichever way it was registered.
 #[derive(Debug, Clone)]

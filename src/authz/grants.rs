@@ -10,6 +10,7 @@ use crate::seal::Purpose;
 
 /// An authorization code, sealed: everything the token endpoint must check is inside.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct Code {
     pub jti: String,
     pub client_id: String,
@@ -23,11 +24,13 @@ pub struct Code {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub upstream: Option<String>,
 }
+json_object!(Code, Serialize);
 
 /// A refresh token, sealed. `fam` names the grant (all tokens rotated from one code share it);
 /// `gen` is its place in the rotation; `iat` when it was issued (0 in tokens issued before it
 /// was recorded), which tells two tokens of one generation apart after a restart.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct Refresh {
     pub fam: String,
     pub gen: u64,
@@ -42,6 +45,7 @@ pub struct Refresh {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub upstream: Option<String>,
 }
+json_object!(Refresh, Serialize);
 
 /// A freshly minted access token and its id.
 pub struct AccessToken {

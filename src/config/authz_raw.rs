@@ -5,6 +5,7 @@ use serde::Deserialize;
 use super::raw::opt_whole_number;
 
 #[derive(Debug, Deserialize)]
+#[serde(remote = "Self")]
 #[serde(deny_unknown_fields)]
 pub struct RawAuthServer {
     #[serde(default)]
@@ -41,9 +42,11 @@ pub struct RawAuthServer {
     #[serde(default)]
     pub upstream: Option<super::upstream::RawUpstream>,
 }
+json_object!(RawAuthServer);
 
 /// A token signing key: an EC P-256 private JWK (ES256), or a shared secret (HS256).
 #[derive(Debug, Deserialize)]
+#[serde(remote = "Self")]
 #[serde(deny_unknown_fields)]
 pub struct RawSigningKey {
     #[serde(default)]
@@ -60,8 +63,10 @@ pub struct RawSigningKey {
     #[serde(default)]
     pub verify_only: Option<bool>,
 }
+json_object!(RawSigningKey);
 
 #[derive(Debug, Deserialize)]
+#[serde(remote = "Self")]
 #[serde(deny_unknown_fields)]
 pub struct RawSealingKey {
     pub kid: String,
@@ -70,15 +75,19 @@ pub struct RawSealingKey {
     #[serde(default)]
     pub value_env: Option<String>,
 }
+json_object!(RawSealingKey);
 
 #[derive(Debug, Deserialize)]
+#[serde(remote = "Self")]
 #[serde(deny_unknown_fields)]
 pub struct RawScope {
     pub name: String,
     pub description: String,
 }
+json_object!(RawScope);
 
 #[derive(Debug, Deserialize)]
+#[serde(remote = "Self")]
 #[serde(deny_unknown_fields)]
 pub struct RawClient {
     pub client_id: String,
@@ -95,8 +104,10 @@ pub struct RawClient {
     #[serde(default)]
     pub skip_consent: Option<bool>,
 }
+json_object!(RawClient);
 
 #[derive(Debug, Deserialize)]
+#[serde(remote = "Self")]
 #[serde(deny_unknown_fields)]
 pub struct RawUser {
     pub username: String,
@@ -106,8 +117,10 @@ pub struct RawUser {
     #[serde(default)]
     pub scopes: Option<Vec<String>>,
 }
+json_object!(RawUser);
 
 #[derive(Debug, Deserialize)]
+#[serde(remote = "Self")]
 #[serde(deny_unknown_fields)]
 pub struct RawRegistration {
     #[serde(default)]
@@ -115,9 +128,11 @@ pub struct RawRegistration {
     #[serde(default)]
     pub initial_access_token_hashes: Option<Vec<String>>,
 }
+json_object!(RawRegistration);
 
 /// Client ID Metadata Documents: `client_id` is an https URL whose document we fetch.
 #[derive(Debug, Deserialize)]
+#[serde(remote = "Self")]
 #[serde(deny_unknown_fields)]
 pub struct RawCimd {
     pub cluster: String,
@@ -134,8 +149,10 @@ pub struct RawCimd {
     #[serde(default, deserialize_with = "opt_whole_number")]
     pub max_cache_seconds: Option<u64>,
 }
+json_object!(RawCimd);
 
 #[derive(Debug, Deserialize)]
+#[serde(remote = "Self")]
 #[serde(deny_unknown_fields)]
 pub struct RawEndpoints {
     #[serde(default)]
@@ -153,8 +170,10 @@ pub struct RawEndpoints {
     #[serde(default)]
     pub callback: Option<String>,
 }
+json_object!(RawEndpoints);
 
 #[derive(Debug, Deserialize)]
+#[serde(remote = "Self")]
 #[serde(deny_unknown_fields)]
 pub struct RawRateLimits {
     #[serde(default, deserialize_with = "opt_whole_number")]
@@ -164,3 +183,4 @@ pub struct RawRateLimits {
     #[serde(default, deserialize_with = "opt_whole_number")]
     pub register_per_minute_per_address: Option<u64>,
 }
+json_object!(RawRateLimits);

@@ -9,6 +9,7 @@ use crate::mcp::glob::Glob;
 use crate::mcp::policy::{ClientTools, McpPolicy, Rule};
 
 #[derive(Debug, Deserialize)]
+#[serde(remote = "Self")]
 #[serde(deny_unknown_fields)]
 pub struct RawMcp {
     #[serde(default)]
@@ -26,8 +27,10 @@ pub struct RawMcp {
     #[serde(default)]
     pub stats_per_tool: Option<bool>,
 }
+json_object!(RawMcp);
 
 #[derive(Debug, Deserialize)]
+#[serde(remote = "Self")]
 #[serde(deny_unknown_fields)]
 pub struct RawAnnotationScopes {
     pub read_only: String,
@@ -35,8 +38,10 @@ pub struct RawAnnotationScopes {
     #[serde(default)]
     pub destructive: Option<String>,
 }
+json_object!(RawAnnotationScopes);
 
 #[derive(Debug, Deserialize)]
+#[serde(remote = "Self")]
 #[serde(deny_unknown_fields)]
 pub struct RawRule {
     pub method: String,
@@ -46,8 +51,10 @@ pub struct RawRule {
     pub uri: Option<String>,
     pub scopes: Vec<String>,
 }
+json_object!(RawRule);
 
 #[derive(Debug, Deserialize)]
+#[serde(remote = "Self")]
 #[serde(deny_unknown_fields)]
 pub struct RawClientTools {
     pub client_id: String,
@@ -56,6 +63,7 @@ pub struct RawClientTools {
     #[serde(default)]
     pub deny_tools: Option<Vec<String>>,
 }
+json_object!(RawClientTools);
 
 fn glob(path: &str, pattern: &str) -> Result<Glob, ConfigError> {
     Glob::new(pattern).map_err(|r| ConfigError::at(path, r))

@@ -136,7 +136,7 @@ pub fn parse(
         ));
     }
     let mut deserializer = serde_json::Deserializer::from_slice(json);
-    let raw = RawConfig::deserialize(&mut deserializer)
+    let raw = <RawConfig as Deserialize>::deserialize(&mut deserializer)
         .map_err(|e| ConfigError::at(json_path::path_of_error(json, &e), e.to_string()))?;
     deserializer
         .end()

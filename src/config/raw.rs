@@ -7,6 +7,7 @@ use serde::{Deserialize, Deserializer};
 
 /// Top-level plugin configuration. See docs/configuration.md.
 #[derive(Debug, Deserialize)]
+#[serde(remote = "Self")]
 #[serde(deny_unknown_fields)]
 pub struct RawConfig {
     pub resource: String,
@@ -49,9 +50,11 @@ pub struct RawConfig {
     #[serde(default)]
     pub state_store: Option<super::state_store::RawStateStore>,
 }
+json_object!(RawConfig);
 
 /// A token the gateway gets for the backend with client_credentials.
 #[derive(Debug, Deserialize)]
+#[serde(remote = "Self")]
 #[serde(deny_unknown_fields)]
 pub struct RawServiceCredential {
     pub name: String,
@@ -73,9 +76,11 @@ pub struct RawServiceCredential {
     #[serde(default)]
     pub header: Option<String>,
 }
+json_object!(RawServiceCredential);
 
 /// Opaque tokens checked at an RFC 7662 endpoint.
 #[derive(Debug, Deserialize)]
+#[serde(remote = "Self")]
 #[serde(deny_unknown_fields)]
 pub struct RawIntrospection {
     pub endpoint: String,
@@ -94,6 +99,7 @@ pub struct RawIntrospection {
     #[serde(default)]
     pub issuer: Option<String>,
 }
+json_object!(RawIntrospection);
 
 #[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
@@ -106,6 +112,7 @@ pub enum WhenUnavailable {
 
 /// One trusted token issuer and where its keys come from.
 #[derive(Debug, Deserialize)]
+#[serde(remote = "Self")]
 #[serde(deny_unknown_fields)]
 pub struct RawIssuer {
     pub issuer: String,
@@ -120,8 +127,10 @@ pub struct RawIssuer {
     #[serde(default)]
     pub secrets: Option<Vec<RawSecret>>,
 }
+json_object!(RawIssuer);
 
 #[derive(Debug, Deserialize)]
+#[serde(remote = "Self")]
 #[serde(deny_unknown_fields)]
 pub struct RawRemoteJwks {
     pub uri: String,
@@ -135,9 +144,11 @@ pub struct RawRemoteJwks {
     #[serde(default, deserialize_with = "opt_whole_number")]
     pub startup_wait_ms: Option<u64>,
 }
+json_object!(RawRemoteJwks);
 
 /// A shared HMAC secret; exactly one of the value fields must be set.
 #[derive(Debug, Deserialize)]
+#[serde(remote = "Self")]
 #[serde(deny_unknown_fields)]
 pub struct RawSecret {
     #[serde(default)]
@@ -149,8 +160,10 @@ pub struct RawSecret {
     #[serde(default)]
     pub value_env: Option<String>,
 }
+json_object!(RawSecret);
 
 #[derive(Debug, Deserialize)]
+#[serde(remote = "Self")]
 #[serde(deny_unknown_fields)]
 pub struct RawRoute {
     pub prefix: String,
@@ -165,6 +178,7 @@ pub struct RawRoute {
     #[serde(default)]
     pub upstream_token: Option<bool>,
 }
+json_object!(RawRoute);
 
 #[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
@@ -175,6 +189,7 @@ pub enum Unmatched {
 
 /// `null` turns a header off; an absent field keeps the default name.
 #[derive(Debug, Deserialize)]
+#[serde(remote = "Self")]
 #[serde(deny_unknown_fields)]
 pub struct RawIdentityHeaders {
     #[serde(default = "default_subject_header")]
@@ -186,6 +201,7 @@ pub struct RawIdentityHeaders {
     #[serde(default = "default_issuer_header")]
     pub issuer: Option<String>,
 }
+json_object!(RawIdentityHeaders);
 
 impl Default for RawIdentityHeaders {
     fn default() -> Self {
@@ -212,11 +228,13 @@ fn default_issuer_header() -> Option<String> {
 }
 
 #[derive(Debug, Deserialize)]
+#[serde(remote = "Self")]
 #[serde(deny_unknown_fields)]
 pub struct RawCors {
     #[serde(default)]
     pub allowed_origins: Option<Vec<String>>,
 }
+json_object!(RawCors);
 
 /// Accepts `900` and `900.0` (Istio turns every number into a double), refuses `900.5` and
 /// negatives, so integer settings behave the same under plain Envoy and under Istio.

@@ -9,12 +9,15 @@ use super::raw::opt_whole_number;
 use super::ConfigError;
 
 #[derive(Debug, Deserialize)]
+#[serde(remote = "Self")]
 #[serde(deny_unknown_fields)]
 pub struct RawStateStore {
     pub etcd: RawEtcd,
 }
+json_object!(RawStateStore);
 
 #[derive(Debug, Deserialize)]
+#[serde(remote = "Self")]
 #[serde(deny_unknown_fields)]
 pub struct RawEtcd {
     pub cluster: String,
@@ -35,8 +38,10 @@ pub struct RawEtcd {
     #[serde(default)]
     pub when_unavailable: Option<RawWhenUnavailable>,
 }
+json_object!(RawEtcd);
 
 #[derive(Debug, Deserialize)]
+#[serde(remote = "Self")]
 #[serde(deny_unknown_fields)]
 pub struct RawWhenUnavailable {
     #[serde(default)]
@@ -48,6 +53,7 @@ pub struct RawWhenUnavailable {
     #[serde(default, deserialize_with = "opt_whole_number")]
     pub health_status: Option<u64>,
 }
+json_object!(RawWhenUnavailable);
 
 /// What the code and refresh grants (and revocation) do when etcd cannot be reached.
 #[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]

@@ -92,6 +92,21 @@ fn remote_jwks_uri_must_be_https() {
 }
 
 #[test]
+fn a_section_is_an_object_not_an_array_of_its_values() {
+    let mut v = base();
+    v["issuers"][0] =
+        json!({"issuer": "https://a", "remote_jwks": ["https://idp.example.com/jwks", "jwks"]});
+    let e = error_of(v);
+    assert_eq!(e.path, "issuers[0].remote_jwks");
+    assert!(
+        e.reason
+            .starts_with("invalid type: sequence, expected struct RawRemoteJwks"),
+        "{}",
+        e.reason
+    );
+}
+
+#[test]
 fn remote_jwks_is_split_into_authority_and_path() {
     let mut v = base();
     v["issuers"][0] = json!({"issuer": "https://a", "remote_jwks": {"uri": "https://idp.example.com:8443/keys?v=2", "cluster": "jwks"}});

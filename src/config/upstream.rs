@@ -9,6 +9,7 @@ use super::raw::opt_whole_number;
 use super::{check_scopes, secret_value, ConfigError};
 
 #[derive(Debug, Deserialize)]
+#[serde(remote = "Self")]
 #[serde(deny_unknown_fields)]
 pub struct RawUpstream {
     #[serde(default)]
@@ -58,14 +59,17 @@ pub struct RawUpstream {
     #[serde(default)]
     pub token_header: Option<String>,
 }
+json_object!(RawUpstream);
 
 #[derive(Debug, Deserialize)]
+#[serde(remote = "Self")]
 #[serde(deny_unknown_fields)]
 pub struct RawScopeRule {
     pub claim: String,
     pub values: Vec<String>,
     pub scopes: Vec<String>,
 }
+json_object!(RawScopeRule);
 
 /// How the gateway authenticates to the provider's token endpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

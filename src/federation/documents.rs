@@ -22,6 +22,7 @@ pub const KEYS_REFETCH_SECONDS: u64 = 60;
 pub const MAX_DOCUMENT_BYTES: usize = 64 * 1024;
 
 #[derive(Serialize, Deserialize)]
+#[serde(remote = "Self")]
 struct Cached {
     fetched_at: u64,
     /// When the document counts as fresh until (later than `fetched_at + FRESH_SECONDS` after
@@ -29,6 +30,7 @@ struct Cached {
     fresh_until: u64,
     doc: Value,
 }
+json_object!(Cached, Serialize);
 
 fn load(store: &dyn Store, key: &str) -> Option<Cached> {
     let (bytes, _) = store.get(key)?;

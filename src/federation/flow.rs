@@ -27,6 +27,7 @@ const FLOW_TTL: u64 = 600;
 /// The sign-in's secrets, sealed into a cookie bound to this browser while the person is at
 /// the provider.
 #[derive(Clone, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 struct Flow {
     state: String,
     nonce: String,
@@ -34,6 +35,7 @@ struct Flow {
     pending: Pending,
     exp: u64,
 }
+json_object!(Flow, Serialize);
 
 /// A sign-in between the callback and its end, carried from one call's answer to the next.
 /// It holds secrets, so its `Debug` shows none.

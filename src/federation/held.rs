@@ -20,6 +20,7 @@ const REFRESH_BEFORE_SECONDS: u64 = 60;
 
 /// The upstream tokens of one grant.
 #[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(remote = "Self")]
 pub struct HeldTokens {
     pub access_token: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -32,6 +33,7 @@ pub struct HeldTokens {
     #[serde(default)]
     pub generation: u64,
 }
+json_object!(HeldTokens, Serialize);
 
 impl std::fmt::Debug for HeldTokens {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -98,6 +100,7 @@ pub fn open(config: &AuthServerConfig, sealed: &str) -> Option<HeldTokens> {
 
 /// What the store keeps per grant.
 #[derive(Serialize, Deserialize, Default)]
+#[serde(remote = "Self")]
 struct Record {
     tokens: Option<HeldTokens>,
     /// The provider refused a refresh: the person must sign in again.
@@ -107,6 +110,7 @@ struct Record {
     #[serde(default)]
     refreshing_until: u64,
 }
+json_object!(Record, Serialize);
 
 fn key(grant: &str) -> String {
     format!("mcp-oauth/upstream-grant/{grant}")

@@ -8,7 +8,6 @@ use std::rc::Rc;
 
 use jwt_simple::prelude::*;
 use jwt_simple::JWTError;
-use serde::de::IgnoredAny;
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -178,13 +177,14 @@ struct AccessClaims {
     grant: Option<Value>,
 }
 
-/// Only `iss`, read before verification to choose the issuer's keys.
+/// Only `iss`, read before verification to choose the issuer's keys; the other members are
+/// skipped unread.
 #[derive(Deserialize)]
+#[serde(remote = "Self")]
 struct IssuerPeek {
     iss: Option<String>,
-    #[serde(flatten)]
-    _rest: std::collections::HashMap<String, IgnoredAny>,
 }
+json_object!(IssuerPeek);
 
 /// Everything needed to verify a token, except the keys' refresh state.
 pub struct Verifier {

@@ -53,6 +53,7 @@ pub enum Known {
 }
 
 #[derive(Debug, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 struct Entry {
     until: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -60,9 +61,11 @@ struct Entry {
     #[serde(default)]
     unavailable: bool,
 }
+json_object!(Entry, Serialize);
 
 /// The parts of an active answer we keep.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 struct Answer {
     iss: String,
     sub: Option<String>,
@@ -73,6 +76,7 @@ struct Answer {
     jti: Option<String>,
     aud: Vec<String>,
 }
+json_object!(Answer, Serialize);
 
 /// Whether a bearer token is a JWT (three dot-separated parts) rather than an opaque token.
 pub fn looks_like_jwt(token: &str) -> bool {

@@ -29,10 +29,12 @@ pub struct ServiceCredential {
 }
 
 #[derive(Debug, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 struct Cached {
     token: String,
     exp: u64,
 }
+json_object!(Cached, Serialize);
 
 fn key(name: &str) -> String {
     format!("mcp-oauth:service-credential:{name}")

@@ -235,6 +235,8 @@ def generate():
         # Upper case next to a non-ASCII host: reached a debug assertion in the ASCII-only
         # IDNA adapter (a fuzz-smoke run); now refused before the URL parser.
         "unicode-host-mixed-case": {"redirect_uris": ["https://app.exaMPLE.comDDD\ud29c/cb"]},
+        # The same through a percent-encoded byte in an ASCII host (a later fuzz-smoke run).
+        "encoded-host-mixed-case": {"redirect_uris": ["https://ap.e0X%cb2/cb"]},
     }
     for name, meta in regs.items():
         write("register", name, lines("", "application/json", js(meta)))

@@ -9,7 +9,7 @@ use crate::config::is_loopback;
 /// Checks a redirect URI at registration.
 pub fn check_redirect_uri(uri: &str) -> Result<(), String> {
     let url = ascii_url::parse(uri).map_err(|e| match e {
-        UrlError::NotAscii => e.to_string(),
+        UrlError::NotAscii | UrlError::EncodedHost => e.to_string(),
         UrlError::Invalid(_) => "not an absolute URI".to_string(),
     })?;
     if url.fragment().is_some() {

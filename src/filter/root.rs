@@ -103,13 +103,7 @@ impl Context for Root {
                 return;
             };
             let issuer = fetcher.remote.issuer_index;
-            let Some(allowed) = vm
-                .gateway
-                .verifier
-                .issuers
-                .get(issuer)
-                .map(|i| i.allowed.clone())
-            else {
+            let Some(allowed) = vm.gateway.verifier.allowed_algorithms(issuer) else {
                 return;
             };
             match fetcher.finish(now, status.as_deref(), body, &allowed, &mut SharedStore) {
@@ -253,9 +247,7 @@ impl Root {
                         let allowed = vm
                             .gateway
                             .verifier
-                            .issuers
-                            .get(issuer)
-                            .map(|i| i.allowed.clone())
+                            .allowed_algorithms(issuer)
                             .unwrap_or_default();
                         match fetcher.adopt(doc, now, &allowed) {
                             Ok(keys) => {

@@ -209,6 +209,11 @@ impl Verifier {
         }
     }
 
+    /// The algorithms `issuer` (by index) accepts; its fetched keys are read for these.
+    pub fn allowed_algorithms(&self, issuer: usize) -> Option<Vec<Alg>> {
+        self.issuers.get(issuer).map(|i| i.allowed.clone())
+    }
+
     /// Installs a freshly fetched key set; cached verifications are dropped, since a key may
     /// have been removed.
     pub fn set_remote_keys(&mut self, issuer: usize, keys: KeySet) {

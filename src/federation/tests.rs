@@ -42,6 +42,14 @@ fn upstream_section(extra: Value) -> Value {
     section
 }
 
+/// A gateway whose provider is found by OpenID discovery at `IDP`.
+fn discovering_gateway() -> Gateway {
+    gateway(json!({
+        "name": "Example ID", "issuer": IDP, "cluster": "idp",
+        "client_id": "gateway", "client_secret": "s"
+    }))
+}
+
 fn gateway(upstream: Value) -> Gateway {
     let signing: Value =
         serde_json::from_str(&ES256KeyPair::generate().with_key_id("k1").to_jwk()).unwrap();
@@ -416,10 +424,7 @@ fn a_client_that_needs_consent_is_asked_before_the_provider() {
 
 #[test]
 fn discovery_is_fetched_once_and_cached() {
-    let gw = gateway(json!({
-        "name": "Example ID", "issuer": IDP, "cluster": "idp",
-        "client_id": "gateway", "client_secret": "s"
-    }));
+    let gw = discovering_gateway();
     let mut store = MemoryStore::default();
     let path = authorize_path("trusted");
     let fetch = call(
@@ -898,10 +903,7 @@ fn an_endpoint_with_control_characters_is_refused_not_put_in_a_header() {
     for bad in ["/a\r\nx-evil: 1", "/a\nb", "/a\u{0}b", "/a\tb", "/a\u{7f}b"] {
         let url = format!("{IDP}{bad}");
         assert!(crate::config::upstream::check_url(&url).is_err(), "{url:?}");
-        let gw = gateway(json!({
-            "name": "Example ID", "issuer": IDP, "cluster": "idp",
-            "client_id": "gateway", "client_secret": "s"
-        }));
+        let gw = discovering_gateway();
         let mut store = MemoryStore::default();
         let path = authorize_path("trusted");
         let fetch = call(

@@ -118,7 +118,7 @@ impl JwksFetcher {
     ) -> Result<KeySet, String> {
         self.held_ms = Some(doc.fetched_ms);
         self.refetch_asked_ms = None;
-        let result = parse_answer(Some("200"), Ok(doc.body), allowed);
+        let result = parse_answer(Some("200"), Ok(&doc.body), allowed);
         self.next_fetch_ms = match result {
             Ok(_) => doc.fetched_ms + self.remote.refresh_interval_seconds * 1000,
             Err(_) => now_ms,
@@ -176,14 +176,14 @@ impl JwksFetcher {
     ) -> Result<KeySet, String> {
         self.in_flight = None;
         self.refetch_asked_ms = None;
-        let shared = body.as_ref().ok().cloned();
+        let body = body.as_deref().map_err(String::as_str);
         let result = parse_answer(status, body, allowed);
-        match (&result, shared) {
-            (Ok(_), Some(body)) => {
+        match (&result, body) {
+            (Ok(_), Ok(body)) => {
                 self.failures = 0;
                 self.held_ms = Some(now_ms);
                 self.next_fetch_ms = now_ms + self.remote.refresh_interval_seconds * 1000;
-                shared_jwks::publish(store, &self.remote.uri, now_ms, &body);
+                shared_jwks::publish(store, &self.remote.uri, now_ms, body);
             }
             _ => {
                 self.schedule_retry(now_ms);
@@ -203,7 +203,7 @@ impl JwksFetcher {
 
 fn parse_answer(
     status: Option<&str>,
-    body: Result<Vec<u8>, String>,
+    body: Result<&[u8], &str>,
     allowed: &[Alg],
 ) -> Result<KeySet, String> {
     match status {
@@ -211,9 +211,9 @@ fn parse_answer(
         Some(other) => return Err(format!("HTTP status {other}")),
         None => return Err("no response".into()),
     }
-    let body = body?;
+    let body = body.map_err(str::to_string)?;
     let doc: serde_json::Value =
-        serde_json::from_slice(&body).map_err(|e| format!("not JSON: {e}"))?;
+        serde_json::from_slice(body).map_err(|e| format!("not JSON: {e}"))?;
     let (set, warnings) = KeySet::from_jwks(&doc, allowed, KeySource::Remote)?;
     for warning in warnings {
         log::info!("mcp-oauth: JWKS {warning}");

@@ -20,7 +20,8 @@ use super::jwks::{JwksFetcher, MAX_JWKS_BYTES};
 use super::service_credentials::CredentialFetcher;
 use super::shared_store::SharedStore;
 use super::stats::Stats;
-use crate::jwt::shared_jwks::{self, Plan};
+use crate::jwt::shared_jwks::{self, Plan, SharedDoc};
+use crate::jwt::Verifier;
 
 /// Tick while requests wait or a first key set is loading, so waits end on time.
 const FAST_TICK: Duration = Duration::from_millis(50);
@@ -243,26 +244,8 @@ impl Root {
                     }
                     Plan::Wait => {}
                     Plan::Adopt(doc) => {
-                        let issuer = fetcher.remote.issuer_index;
-                        let allowed = vm
-                            .gateway
-                            .verifier
-                            .allowed_algorithms(issuer)
-                            .unwrap_or_default();
-                        match fetcher.adopt(doc, now, &allowed) {
-                            Ok(keys) => {
-                                log::info!(
-                                    "mcp-oauth: using {} key(s) from {} fetched by another worker",
-                                    keys.entries().len(),
-                                    fetcher.remote.uri
-                                );
-                                vm.gateway.verifier.set_remote_keys(issuer, keys);
-                                adopted.push(issuer);
-                            }
-                            Err(reason) => log::warn!(
-                                "mcp-oauth: the JWKS of {} shared by another worker is unusable: {reason}",
-                                fetcher.remote.uri
-                            ),
+                        if adopt(fetcher, &mut vm.gateway.verifier, doc, now) {
+                            adopted.push(fetcher.remote.issuer_index);
                         }
                     }
                 }
@@ -332,6 +315,31 @@ impl Root {
         if self.tick != Some(period) {
             self.tick = Some(period);
             let _ = hostcalls::set_tick_period(period);
+        }
+    }
+}
+
+/// Installs the key set another worker fetched; false if its document is unusable (this VM
+/// then fetches itself).
+fn adopt(fetcher: &mut JwksFetcher, verifier: &mut Verifier, doc: SharedDoc, now: u64) -> bool {
+    let issuer = fetcher.remote.issuer_index;
+    let allowed = verifier.allowed_algorithms(issuer).unwrap_or_default();
+    match fetcher.adopt(doc, now, &allowed) {
+        Ok(keys) => {
+            log::info!(
+                "mcp-oauth: using {} key(s) from {} fetched by another worker",
+                keys.entries().len(),
+                fetcher.remote.uri
+            );
+            verifier.set_remote_keys(issuer, keys);
+            true
+        }
+        Err(reason) => {
+            log::warn!(
+                "mcp-oauth: the JWKS of {} shared by another worker is unusable: {reason}",
+                fetcher.remote.uri
+            );
+            false
         }
     }
 }

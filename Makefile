@@ -11,6 +11,8 @@
 #   make bench        side-by-side benchmark (no filter, no-op Wasm, jwt_authn, ours; MCP body inspection): BENCHMARKS.md (not in test)
 #   make bench-compare BENCH_COMPARE_WASM=other.wasm   this build next to another (token checks only; stdout)
 #   make bench-core   the core's decision per request, timed in Node's V8 without Envoy (stdout)
+#   make bench-instructions [BENCH_COMPARE_WASM=other.wasm]   instructions per request in Envoy, by callgrind (stdout)
+#   make bench-glue-profile   per-function instruction profile of one request, filter run natively (stdout)
 #   make soak         soak test: 200k mixed requests at concurrency 64, flat memory, revocations hold (not in test)
 #   make bench-etcd   token endpoint and validation with state in etcd vs shared data: a section of BENCHMARKS.md (about 2 min)
 #
@@ -145,6 +147,23 @@ bench-compare: $(VENV_STAMP) $(NODE_STAMP) wasm
 bench-core: $(NODE_STAMP) rust-target
 	cargo build --quiet --release --target $(WASM_TARGET) --manifest-path bench/core-decide/Cargo.toml --target-dir target/bench-core
 	node bench/core-decide.mjs target/bench-core/$(WASM_TARGET)/release/bench-core-decide.wasm $(BENCH_CORE_OTHERS)
+
+# Instructions per request in a real Envoy, counted by valgrind's callgrind (bench/instructions.mjs):
+# the same count run after run, where wall-clock runs swing by a third; about 3 minutes (5 with
+# BENCH_COMPARE_WASM, another build of the filter counted alongside). Not part of `make test`.
+.PHONY: bench-instructions
+bench-instructions: $(VENV_STAMP) $(NODE_STAMP) wasm
+	ENVOY_BIN=$(ENVOY_BIN) MCP_OAUTH_WASM=$(abspath $(WASM)) \
+	  BENCH_COMPARE_WASM=$(if $(BENCH_COMPARE_WASM),$(abspath $(BENCH_COMPARE_WASM))) bash bench/bench-instructions.sh
+
+# Where a request's instructions go, by function (bench/glue-profile.mjs): the filter (glue and
+# core) built natively against a simulated host and run under callgrind. GLUE_PROFILE_CONFIG:
+# default, public or noidentity.
+GLUE_PROFILE_CONFIG ?= default
+.PHONY: bench-glue-profile
+bench-glue-profile: $(NODE_STAMP)
+	cargo build --quiet --release --manifest-path bench/glue-profile/Cargo.toml --target-dir target/glue-profile
+	node bench/glue-profile.mjs target/glue-profile/release/bench-glue-profile $(GLUE_PROFILE_CONFIG)
 
 # Soak test (bench/soak.mjs): one Envoy with the filter and its authorization server on loopback,
 # SOAK_REQUESTS (200000) valid/expired/forged/missing-token requests and token-endpoint calls at

@@ -19,7 +19,7 @@ use crate::mcp::annotations::ToolKinds;
 use crate::mcp::listing::ListFilter;
 use crate::mcp::policy::{McpPolicy, Verdict};
 use crate::mcp::session;
-use crate::resource::bearer::{bearer_token, Credential};
+use crate::resource::bearer::{bearer_token_unless_known, Credential};
 use crate::resource::challenge::Challenge;
 use crate::resource::introspection::{self, IntrospectionCall, IntrospectionConfig, Known};
 use crate::resource::metadata::{self, PRM_PATH};
@@ -409,7 +409,7 @@ impl Gateway {
         }
         if path_is_ambiguous(request.path) {
             let challenge = Challenge {
-                resource_metadata: &metadata::metadata_url(config, "/"),
+                resource_metadata: &config.metadata_url,
                 scopes: &[],
             };
             return Decision::respond(
@@ -425,7 +425,10 @@ impl Gateway {
         if path == config.health_path {
             return Decision::respond(self.health(store, now), Outcome::Served);
         }
-        if path == PRM_PATH || path.starts_with(&format!("{PRM_PATH}/")) {
+        if path
+            .strip_prefix(PRM_PATH)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+        {
             return self.metadata(request.method, path);
         }
         let authz_endpoint = self.authorization_server_endpoint(request);
@@ -462,7 +465,10 @@ impl Gateway {
             action: Action::Forward {
                 headers: self.identity_headers(&authorized.token),
                 list_filter: None,
-                session_owner: Some(session::identity(&authorized.token).to_string()),
+                // Sessions are opened by `initialize`, always a POST: only a POST's answer is
+                // read for a new session id (a host call on every answer otherwise).
+                session_owner: (request.method == "POST")
+                    .then(|| session::identity(&authorized.token).to_string()),
             },
             outcome: Outcome::Allowed,
             detail: None,
@@ -486,27 +492,38 @@ impl Gateway {
         request: &Request,
         now: u64,
         store: &mut dyn Store,
-    ) -> Result<Option<Authorized>, Box<Decision>> {
+    ) -> Result<Option<Authorized<'_>>, Box<Decision>> {
         let config = &self.config;
         let path = path_only(request.path);
-        let (resource, scopes, prefix, backend_credential, upstream_token) =
+        let (resource, scopes, metadata_url, backend_credential, upstream_token) =
             match access_for(config, request.method, request.path) {
                 Access::Public => return Ok(None),
                 Access::Protected(route) => (
                     route.resource.as_str(),
                     route.scopes.as_slice(),
-                    route.prefix.as_str(),
-                    route.backend_credential.clone(),
+                    route.metadata_url.as_str(),
+                    route.backend_credential.as_deref(),
                     route.upstream_token,
                 ),
-                Access::Authenticated => (config.resource.as_str(), &[][..], "/", None, false),
+                Access::Authenticated => (
+                    config.resource.as_str(),
+                    &[][..],
+                    config.metadata_url.as_str(),
+                    None,
+                    false,
+                ),
             };
-        let metadata_url = metadata::metadata_url(config, prefix);
         let challenge = Challenge {
-            resource_metadata: &metadata_url,
+            resource_metadata: metadata_url,
             scopes,
         };
-        let token = match bearer_token(&request.authorization) {
+        // A token the cache holds is looked up once, and skips the header's character check.
+        let mut hit = None;
+        let credential = bearer_token_unless_known(&request.authorization, |token| {
+            hit = self.verifier.cached(token, now);
+            hit.is_some()
+        });
+        let token = match credential {
             Credential::Bearer(token) => token,
             Credential::None => {
                 return Err(Box::new(
@@ -524,14 +541,16 @@ impl Gateway {
                 ))
             }
         };
-        let verified = match &self.config.introspection {
-            Some(introspection) if !introspection::looks_like_jwt(token) => {
+        let checked = match (hit, &self.config.introspection) {
+            (Some(hit), _) => Verifier::for_audience(hit, resource),
+            (None, Some(introspection)) if !introspection::looks_like_jwt(token) => Ok(
                 self.introspected(introspection, &challenge, token, resource, path, now, store)?
-            }
-            _ => match self.verifier.verify(token, resource, now) {
-                Ok(verified) => verified,
-                Err(error) => return Err(Box::new(self.token_error(&challenge, error, path))),
-            },
+            ),
+            (None, _) => self.verifier.verify(token, resource, now),
+        };
+        let verified = match checked {
+            Ok(verified) => verified,
+            Err(error) => return Err(Box::new(self.token_error(&challenge, error, path))),
         };
         if let Some(refusal) = self.stale_snapshot_refusal(store, now) {
             return Err(Box::new(refusal));
@@ -631,7 +650,7 @@ impl Gateway {
             return decision;
         };
         let challenge = Challenge {
-            resource_metadata: &authorized.metadata_url,
+            resource_metadata: authorized.metadata_url,
             scopes: &[],
         };
         let grant = authorized
@@ -963,18 +982,18 @@ fn is_oauth_well_known(path: &str) -> bool {
     path.starts_with("/.well-known/oauth-") || path.starts_with("/.well-known/openid-configuration")
 }
 
-/// A request that passed the token check.
-struct Authorized {
+/// A request that passed the token check (borrowing its route's settings from the config).
+struct Authorized<'a> {
     /// Shared with the token cache.
     token: Rc<VerifiedToken>,
-    metadata_url: String,
+    metadata_url: &'a str,
     /// The service credential the route puts on backend requests.
-    backend_credential: Option<String>,
+    backend_credential: Option<&'a str>,
     /// The route puts the person's upstream token on backend requests.
     upstream_token: bool,
 }
 
-impl Authorized {
+impl Authorized<'_> {
     /// 403 `insufficient_scope` asking for what the token has plus what is missing, so the
     /// client can step up by re-authorizing once with that scope.
     fn step_up(&self, missing: &[String], what: &str) -> Decision {
@@ -986,7 +1005,7 @@ impl Authorized {
                 .cloned(),
         );
         let challenge = Challenge {
-            resource_metadata: &self.metadata_url,
+            resource_metadata: self.metadata_url,
             scopes: &wanted,
         };
         let description = format!("The access token lacks the scope {}", missing.join(" "));

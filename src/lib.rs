@@ -27,6 +27,7 @@ pub mod etcd;
 pub mod federation;
 pub mod form;
 pub mod gateway;
+pub mod header_pairs;
 pub mod http;
 pub mod jwt;
 pub mod mcp;
@@ -37,5 +38,5 @@ pub mod secret_hash;
 pub mod store;
 pub mod upstream;
 
-#[cfg(target_arch = "wasm32")]
+#[cfg(any(target_arch = "wasm32", feature = "native-filter"))]
 mod filter;

@@ -75,6 +75,8 @@ pub struct Route {
     pub backend_credential: Option<String>,
     /// Put the signed-in person's upstream token on the backend requests of this route.
     pub upstream_token: bool,
+    /// This route's protected-resource metadata URL, made once: every 401 and 403 names it.
+    pub metadata_url: String,
 }
 
 /// Names of the headers that carry the verified identity upstream.
@@ -100,6 +102,8 @@ pub struct Config {
     pub resource: String,
     /// Scheme, host and port of `resource`: the base of every metadata URL.
     pub origin: String,
+    /// The metadata URL of `resource` (the root form), made once.
+    pub metadata_url: String,
     pub resource_name: Option<String>,
     pub resource_documentation: Option<String>,
     pub authorization_servers: Vec<String>,
@@ -238,6 +242,7 @@ fn build(
             resource: resource.clone(),
             backend_credential: None,
             upstream_token: false,
+            metadata_url: crate::resource::metadata::metadata_url_at(&origin, "/"),
         }],
         Some(routes) => routes
             .into_iter()
@@ -337,6 +342,7 @@ fn build(
         .unwrap_or_else(|| vec!["*".into()]);
     let config = Config {
         resource,
+        metadata_url: crate::resource::metadata::metadata_url_at(&origin, "/"),
         origin,
         resource_name: raw.resource_name,
         resource_documentation: raw.resource_documentation,
@@ -679,8 +685,10 @@ fn build_route(
             canonical
         }
     };
+    let prefix = normalize_prefix(&raw.prefix);
     Ok(Route {
-        prefix: normalize_prefix(&raw.prefix),
+        metadata_url: crate::resource::metadata::metadata_url_at(origin, &prefix),
+        prefix,
         methods,
         scopes,
         resource: route_resource,

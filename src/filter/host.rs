@@ -2,7 +2,9 @@
 //! would take the whole Wasm VM down).
 
 use proxy_wasm::hostcalls;
-use proxy_wasm::types::{BufferType, MapType};
+use proxy_wasm::types::{BufferType, MapType, Status};
+
+use crate::header_pairs::HeaderPairs;
 
 use crate::http::Response;
 
@@ -15,24 +17,37 @@ pub fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
-/// All request headers; values that are not UTF-8 are replaced lossily (they can then only fail
-/// checks, never pass them).
-pub fn request_headers() -> Vec<(String, String)> {
-    match hostcalls::get_map_bytes(MapType::HttpRequestHeaders) {
-        Ok(map) => map
-            .into_iter()
-            .map(|(k, v)| (k, utf8_or_lossy(v)))
-            .collect(),
-        Err(status) => {
-            log::warn!("mcp-oauth: cannot read request headers: {status:?}");
-            Vec::new()
-        }
-    }
+#[link(wasm_import_module = "env")]
+extern "C" {
+    /// The ABI call behind the SDK's `get_map_bytes`, whose reader copies every header.
+    fn proxy_get_header_map_pairs(
+        map_type: MapType,
+        return_map_data: *mut *mut u8,
+        return_map_size: *mut usize,
+    ) -> Status;
 }
 
-/// The bytes as text, kept in place when they are UTF-8 (no copy per header on every request).
-fn utf8_or_lossy(bytes: Vec<u8>) -> String {
-    String::from_utf8(bytes).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+/// All request headers, read in place (`HeaderPairs`); values that are not UTF-8 are replaced
+/// lossily (they can then only fail checks, never pass them).
+pub fn request_headers() -> HeaderPairs {
+    let mut data: *mut u8 = std::ptr::null_mut();
+    let mut size: usize = 0;
+    // SAFETY: the host writes a pointer to `size` bytes that it allocated through the SDK's
+    // `proxy_on_memory_allocate` (a `Vec<u8>` of exactly that capacity, from this module's
+    // allocator), and hands their ownership over; the SDK's `get_map_bytes` takes them the
+    // same way.
+    let status =
+        unsafe { proxy_get_header_map_pairs(MapType::HttpRequestHeaders, &mut data, &mut size) };
+    match status {
+        Status::Ok if !data.is_null() => {
+            HeaderPairs::parse(unsafe { Vec::from_raw_parts(data, size, size) })
+        }
+        Status::Ok => HeaderPairs::default(),
+        status => {
+            log::warn!("mcp-oauth: cannot read request headers: {status:?}");
+            HeaderPairs::default()
+        }
+    }
 }
 
 /// The downstream peer address (`ip:port`), for rate limits.
@@ -86,9 +101,10 @@ pub fn remove_request_header(name: &str) {
     }
 }
 
-pub fn set_request_header(name: &str, value: &str) {
-    if let Err(status) = hostcalls::set_map_value(MapType::HttpRequestHeaders, name, Some(value)) {
-        log::warn!("mcp-oauth: cannot set request header {name}: {status:?}");
+/// Adds a request header (Envoy's add is cheaper than its replace, which searches first).
+pub fn add_request_header(name: &str, value: &str) {
+    if let Err(status) = hostcalls::add_map_value(MapType::HttpRequestHeaders, name, value) {
+        log::warn!("mcp-oauth: cannot add request header {name}: {status:?}");
     }
 }
 

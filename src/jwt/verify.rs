@@ -233,7 +233,7 @@ impl Verifier {
         if token.len() > self.max_token_bytes {
             return Err(TokenError::TooLong);
         }
-        let verified = match self.cache.get(token, now, self.leeway_seconds) {
+        let verified = match self.cached(token, now) {
             Some(hit) => hit,
             None => {
                 let verified = Rc::new(self.verify_for_any_audience(token, now)?);
@@ -241,10 +241,24 @@ impl Verifier {
                 verified
             }
         };
-        if !verified.audiences.iter().any(|a| a == audience) {
-            return Err(TokenError::WrongAudience);
+        Self::for_audience(verified, audience)
+    }
+
+    /// The token cache's verification of exactly this token, while it is valid.
+    pub fn cached(&self, token: &str, now: u64) -> Option<Rc<VerifiedToken>> {
+        self.cache.get(token, now, self.leeway_seconds)
+    }
+
+    /// A verified token, if it is meant for `audience`.
+    pub fn for_audience(
+        verified: Rc<VerifiedToken>,
+        audience: &str,
+    ) -> Result<Rc<VerifiedToken>, TokenError> {
+        if verified.audiences.iter().any(|a| a == audience) {
+            Ok(verified)
+        } else {
+            Err(TokenError::WrongAudience)
         }
-        Ok(verified)
     }
 
     /// Verifies everything but the audience (for introspection and revocation, which serve

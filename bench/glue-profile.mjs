@@ -30,7 +30,7 @@ if (!extra) throw new Error(`unknown config variant ${variant}`);
 const config = JSON.stringify(pluginConfig({ algorithms: ['ES256'], jwks: { keys: [pub] } }, extra));
 const out = join(mkdtempSync(join(tmpdir(), 'glue-profile-')), 'callgrind.out');
 execFileSync('valgrind', ['--tool=callgrind', '--quiet', `--callgrind-out-file=${out}`, '--toggle-collect=*measured_requests*', binary, config, token, String(requests)], { stdio: ['ignore', 'inherit', 'inherit'] });
-const annotated = execFileSync('callgrind_annotate', ['--inclusive=yes', '--threshold=99.5', out], { maxBuffer: 1 << 26 }).toString();
+const annotated = execFileSync('callgrind_annotate', ['--inclusive=yes', '--auto=no', '--threshold=99.5', out], { maxBuffer: 1 << 26 }).toString();
 console.log(`Instructions per request by function, inclusive (config: ${variant}; ${requests} requests after a warm-up):`);
 for (const line of annotated.split('\n')) {
   const m = line.match(/^\s*([\d,]+) \(\s*[\d.]+%\)\s+(.*)$/);

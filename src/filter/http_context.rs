@@ -309,10 +309,12 @@ impl HttpContext for Http {
         _num_headers: usize,
         _end_of_stream: bool,
     ) -> HostAction {
-        if let (Some(owner), Some(session_id)) =
-            (&self.session_owner, host::response_header("mcp-session-id"))
-        {
-            crate::mcp::session::bind(&mut SharedStore, &session_id, owner);
+        // The owner first: the header is read (a host call) only for an answer that may open a
+        // session.
+        if let Some(owner) = &self.session_owner {
+            if let Some(session_id) = host::response_header("mcp-session-id") {
+                crate::mcp::session::bind(&mut SharedStore, &session_id, owner);
+            }
         }
         if self.list_filter.is_some() {
             let content_type = host::response_header("content-type")

@@ -158,6 +158,18 @@ pub unsafe extern "C" fn proxy_remove_header_map_value(map_type: u32, key: *cons
     with_map(map_type, |m| m.retain(|(k, _)| *k != key));
     OK
 }
+/// Sets (`replace`) or adds a header, as the host does.
+unsafe fn put_header(map_type: u32, key: (*const u8, usize), value: (*const u8, usize), replace: bool) -> u32 {
+    let key = String::from_utf8_lossy(bytes(key.0, key.1)).into_owned();
+    let value = String::from_utf8_lossy(bytes(value.0, value.1)).into_owned();
+    with_map(map_type, |m| {
+        if replace {
+            m.retain(|(k, _)| *k != key);
+        }
+        m.push((key, value));
+    });
+    OK
+}
 #[no_mangle]
 pub unsafe extern "C" fn proxy_replace_header_map_value(
     map_type: u32,
@@ -166,13 +178,7 @@ pub unsafe extern "C" fn proxy_replace_header_map_value(
     value: *const u8,
     value_size: usize,
 ) -> u32 {
-    let key = String::from_utf8_lossy(bytes(key, key_size)).into_owned();
-    let value = String::from_utf8_lossy(bytes(value, value_size)).into_owned();
-    with_map(map_type, |m| {
-        m.retain(|(k, _)| *k != key);
-        m.push((key, value));
-    });
-    OK
+    put_header(map_type, (key, key_size), (value, value_size), true)
 }
 #[no_mangle]
 pub unsafe extern "C" fn proxy_add_header_map_value(
@@ -182,10 +188,7 @@ pub unsafe extern "C" fn proxy_add_header_map_value(
     value: *const u8,
     value_size: usize,
 ) -> u32 {
-    let key = String::from_utf8_lossy(bytes(key, key_size)).into_owned();
-    let value = String::from_utf8_lossy(bytes(value, value_size)).into_owned();
-    with_map(map_type, |m| m.push((key, value)));
-    OK
+    put_header(map_type, (key, key_size), (value, value_size), false)
 }
 #[no_mangle]
 pub unsafe extern "C" fn proxy_get_property(_p: *const u8, _n: usize, _o: *mut *mut u8, _s: *mut usize) -> u32 {

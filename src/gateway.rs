@@ -917,21 +917,24 @@ impl Gateway {
         }
     }
 
+    /// The identity headers for a verified token: only the configured ones, each value made
+    /// only when its header is configured (this runs on every forwarded request).
     fn identity_headers(&self, token: &VerifiedToken) -> Vec<(String, String)> {
         let names = &self.config.identity_headers;
-        let scopes = token.scopes.join(" ");
-        [
-            (&names.subject, token.subject.as_deref()),
-            (&names.client_id, token.client_id.as_deref()),
-            (&names.scopes, Some(scopes.as_str())),
-            (&names.issuer, Some(token.issuer.as_str())),
-        ]
-        .into_iter()
-        .filter_map(|(name, value)| {
-            let value = value.filter(|v| !v.is_empty() && !v.chars().any(char::is_control))?;
-            Some((name.clone()?, value.to_string()))
-        })
-        .collect()
+        let mut headers = Vec::new();
+        let mut add = |name: &Option<String>, value: &dyn Fn() -> Option<String>| {
+            let Some(name) = name else { return };
+            if let Some(value) = value() {
+                if !value.is_empty() && !value.chars().any(char::is_control) {
+                    headers.push((name.clone(), value));
+                }
+            }
+        };
+        add(&names.subject, &|| token.subject.clone());
+        add(&names.client_id, &|| token.client_id.clone());
+        add(&names.scopes, &|| Some(token.scopes.join(" ")));
+        add(&names.issuer, &|| Some(token.issuer.clone()));
+        headers
     }
 
     fn metadata(&self, method: &str, path: &str) -> Decision {

@@ -158,7 +158,7 @@ bench-instructions: $(VENV_STAMP) $(NODE_STAMP) wasm
 
 # Where a request's instructions go, by function (bench/glue-profile.mjs): the filter (glue and
 # core) built natively against a simulated host and run under callgrind. GLUE_PROFILE_CONFIG:
-# default, public or noidentity.
+# default, public, noidentity, nocache (ES256, every token verified) or hs256-nocache.
 GLUE_PROFILE_CONFIG ?= default
 .PHONY: bench-glue-profile
 bench-glue-profile: $(NODE_STAMP)

@@ -5,6 +5,8 @@ use jwt_simple::prelude::*;
 use serde_json::{Map, Value};
 
 use super::alg::{Alg, KeyFamily};
+use super::hmac_key::HmacKey;
+use super::jose::Check;
 use super::rsa_key::RsaKey;
 
 /// Shortest HMAC secret accepted (RFC 7518 §3.2: at least the hash size for HS256).
@@ -15,9 +17,8 @@ pub const MAX_KEYS_PER_SET: usize = 64;
 
 /// One key, bound to exactly one algorithm.
 pub enum VerifyKey {
-    HS256(HS256Key),
-    HS384(HS384Key),
-    HS512(HS512Key),
+    /// HS256/384/512, checked by `hmac_key` rather than `jwt-simple`.
+    Hmac(HmacKey),
     /// RS256/384/512 and PS256/384/512, checked by `rsa_key` rather than `jwt-simple`.
     Rsa(RsaKey),
     ES256(ES256PublicKey),
@@ -28,9 +29,7 @@ pub enum VerifyKey {
 impl VerifyKey {
     pub fn alg(&self) -> Alg {
         match self {
-            VerifyKey::HS256(_) => Alg::HS256,
-            VerifyKey::HS384(_) => Alg::HS384,
-            VerifyKey::HS512(_) => Alg::HS512,
+            VerifyKey::Hmac(key) => key.alg(),
             VerifyKey::Rsa(key) => key.alg(),
             VerifyKey::ES256(_) => Alg::ES256,
             VerifyKey::ES384(_) => Alg::ES384,
@@ -48,17 +47,23 @@ impl VerifyKey {
         C: serde::Serialize + serde::de::DeserializeOwned,
     {
         match self {
-            VerifyKey::HS256(key) => key.verify_token::<C>(token, Some(options)),
-            VerifyKey::HS384(key) => key.verify_token::<C>(token, Some(options)),
-            VerifyKey::HS512(key) => key.verify_token::<C>(token, Some(options)),
+            VerifyKey::Hmac(key) => super::jose::verify_token(
+                Check::Mac,
+                key.alg().name(),
+                token,
+                &options,
+                |signed, tag| key.verify(signed, tag),
+            ),
             VerifyKey::ES256(key) => key.verify_token::<C>(token, Some(options)),
             VerifyKey::ES384(key) => key.verify_token::<C>(token, Some(options)),
             VerifyKey::EdDSA(key) => key.verify_token::<C>(token, Some(options)),
-            VerifyKey::Rsa(key) => {
-                super::jose::verify_token(key.alg().name(), token, &options, |signed, signature| {
-                    key.verify(signed, signature)
-                })
-            }
+            VerifyKey::Rsa(key) => super::jose::verify_token(
+                Check::Signature,
+                key.alg().name(),
+                token,
+                &options,
+                |signed, signature| key.verify(signed, signature),
+            ),
         }
     }
 }
@@ -144,9 +149,10 @@ impl KeySet {
         }
         let entries: Vec<KeyEntry> = Alg::of_family(KeyFamily::Hmac)
             .filter(|alg| allowed.contains(alg))
-            .map(|alg| KeyEntry {
+            .filter_map(|alg| HmacKey::new(alg, secret))
+            .map(|key| KeyEntry {
                 kid: kid.map(str::to_string),
-                key: hmac_key(alg, secret),
+                key: VerifyKey::Hmac(key),
             })
             .collect();
         if entries.is_empty() {
@@ -161,14 +167,6 @@ impl KeySet {
 pub enum KeySource {
     Inline,
     Remote,
-}
-
-fn hmac_key(alg: Alg, secret: &[u8]) -> VerifyKey {
-    match alg {
-        Alg::HS384 => VerifyKey::HS384(HS384Key::from_bytes(secret)),
-        Alg::HS512 => VerifyKey::HS512(HS512Key::from_bytes(secret)),
-        _ => VerifyKey::HS256(HS256Key::from_bytes(secret)),
-    }
 }
 
 fn str_member<'a>(jwk: &'a Map<String, Value>, name: &str) -> Result<Option<&'a str>, String> {

@@ -2,6 +2,7 @@
 
 mod alg;
 mod cache;
+mod hmac_key;
 mod jose;
 mod keys;
 mod rsa_key;

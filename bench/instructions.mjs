@@ -13,7 +13,8 @@
 // filter configurations to answer 401 without a token).
 //
 // Environment: ENVOY_BIN, MCP_OAUTH_WASM, NOOP_WASM (bench/bench-instructions.sh sets them);
-// BENCH_COMPARE_WASM (optional): another build of our filter, counted alongside.
+// BENCH_COMPARE_WASM (optional): another build of our filter, counted alongside; INSTR_SET
+// (cached, uncached or all) picks the cases.
 // Usage: node bench/instructions.mjs
 import { spawn, execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, writeFileSync, readFileSync, readdirSync, rmSync } from 'node:fs';
@@ -112,34 +113,50 @@ async function count(name, filter, token, { checkUnauthorized }) {
   return total / REQUESTS;
 }
 
+const t = Math.floor(Date.now() / 1000);
+const claims = { sub: 'bench-user', client_id: 'bench-client', scope: SCOPE, jti: 'instructions' };
+const mint = (alg, kid, key) => new SignJWT(claims)
+  .setProtectedHeader({ alg, typ: 'at+jwt', kid }).setIssuer(ISSUER).setAudience(RESOURCE)
+  .setIssuedAt(t).setNotBefore(t).setExpirationTime(t + 7200).sign(key);
+
 const { privateKey, publicKey } = await generateKeyPair('ES256', { extractable: true });
 const pub = { ...(await exportJWK(publicKey)), kid: 'bench-es256', alg: 'ES256', use: 'sig' };
-const t = Math.floor(Date.now() / 1000);
-const token = await new SignJWT({ sub: 'bench-user', client_id: 'bench-client', scope: SCOPE, jti: 'instructions' })
-  .setProtectedHeader({ alg: 'ES256', typ: 'at+jwt', kid: pub.kid }).setIssuer(ISSUER).setAudience(RESOURCE)
-  .setIssuedAt(t).setNotBefore(t).setExpirationTime(t + 7200).sign(privateKey);
+const es256 = { token: await mint('ES256', pub.kid, privateKey), ours: { algorithms: ['ES256'], jwks: { keys: [pub] } }, jwks: { keys: [pub] } };
+const hsText = 'instructions-hs256-secret-0123456789abcdef0123';
+const hs256 = {
+  token: await mint('HS256', 'bench-hs', new TextEncoder().encode(hsText)),
+  ours: { algorithms: ['HS256'], secrets: [{ kid: 'bench-hs', value: hsText }] },
+  jwks: { keys: [{ kty: 'oct', kid: 'bench-hs', alg: 'HS256', k: Buffer.from(hsText, 'utf8').toString('base64url') }] },
+};
 
-const issuer = { algorithms: ['ES256'], jwks: { keys: [pub] } };
-const ours = (wasmPath, extra) => wasmFilter({ name: 'mcp_oauth', wasmPath, configuration: pluginConfig(issuer, extra) });
+const ours = (wasmPath, key, extra) => wasmFilter({ name: 'mcp_oauth', wasmPath, configuration: pluginConfig(key.ours, extra) });
 const noIdentity = { identity_headers: { subject: null, client_id: null, scopes: null, issuer: null } };
+const noCache = { token_cache_entries: 0 };
+// INSTR_SET: `cached` (the default: ES256, token caches on), `uncached` (HS256, every token
+// verified), or `all`.
+const SET = process.env.INSTR_SET ?? 'cached';
 const cases = [
-  { id: 'none', label: '(1) no auth filter', filter: null },
-  { id: 'noop', label: '(2) no-op Wasm filter (reads, removes Authorization)', filter: wasmFilter({ name: 'bench_noop', wasmPath: NOOP }) },
-  { id: 'jwt_authn', label: '(3b) Envoy jwt_authn + jwt_cache_config, 4 claims to headers', filter: jwtAuthnFilter({ jwks: { keys: [pub] }, cache: true }), auth: true },
-  { id: 'ours', label: '(4) mcp-oauth, token cache on (default): strips Authorization, sets 4 identity headers', filter: ours(OURS), auth: true },
-  { id: 'ours_noid', label: 'mcp-oauth, token cache on, `identity_headers` all null: strips Authorization only', filter: ours(OURS, noIdentity), auth: true },
+  { id: 'none', label: '(1) no auth filter', filter: null, key: es256 },
+  { id: 'noop', label: '(2) no-op Wasm filter (reads, removes Authorization)', filter: wasmFilter({ name: 'bench_noop', wasmPath: NOOP }), key: es256 },
 ];
-if (CANDIDATE) {
-  cases.push(
-    { id: 'cand', label: `(4') candidate build, token cache on (default)`, filter: ours(CANDIDATE), auth: true },
-    { id: 'cand_noid', label: `candidate build, \`identity_headers\` all null`, filter: ours(CANDIDATE, noIdentity), auth: true },
-  );
-}
+const variants = (label, wasm) => [
+  ...(SET !== 'uncached' ? [
+    { id: `${label}ours`, label: `${label ? "(4') candidate build" : '(4) mcp-oauth'}, ES256, token cache on (default): strips Authorization, sets 4 identity headers`, filter: ours(wasm, es256), auth: true, key: es256 },
+    { id: `${label}ours_noid`, label: `${label ? 'candidate build' : 'mcp-oauth'}, ES256, token cache on, \`identity_headers\` all null: strips Authorization only`, filter: ours(wasm, es256, noIdentity), auth: true, key: es256 },
+  ] : []),
+  ...(SET !== 'cached' ? [
+    { id: `${label}ours_hs256_nocache`, label: `${label ? "(5') candidate build" : '(5) mcp-oauth'}, HS256, \`token_cache_entries: 0\``, filter: ours(wasm, hs256, noCache), auth: true, key: hs256 },
+  ] : []),
+];
+if (SET !== 'uncached') cases.push({ id: 'jwt_authn', label: '(3b) Envoy jwt_authn + jwt_cache_config, ES256, 4 claims to headers', filter: jwtAuthnFilter({ jwks: es256.jwks, cache: true }), auth: true, key: es256 });
+if (SET !== 'cached') cases.push({ id: 'jwt_authn_hs256', label: '(3a) Envoy jwt_authn, HS256, no cache, 4 claims to headers', filter: jwtAuthnFilter({ jwks: hs256.jwks, cache: false }), auth: true, key: hs256 });
+cases.push(...variants('', OURS));
+if (CANDIDATE) cases.push(...variants('cand_', CANDIDATE));
 
 const started = Date.now();
 const results = new Map();
 for (const c of cases) {
-  results.set(c.id, await count(c.id, c.filter, token, { checkUnauthorized: Boolean(c.auth) }));
+  results.set(c.id, await count(c.id, c.filter, c.key.token, { checkUnauthorized: Boolean(c.auth) }));
   process.stderr.write(`[instructions] ${c.id}: ${Math.round(results.get(c.id))} per request\n`);
 }
 const k = (n) => `${(n / 1000).toFixed(1)}k`;
@@ -149,7 +166,7 @@ const rows = cases.map((c) => {
   const n = results.get(c.id);
   return `| ${c.label} | ${k(n)} | ${c.id === 'none' ? '–' : `+${k(n - none)}`} | ${(noop / n).toFixed(2)} | ${c.id === 'noop' || c.id === 'none' ? '–' : `${n >= noop ? '+' : ''}${k(n - noop)}`} |`;
 });
-console.log(`Instructions per request (valgrind callgrind, whole Envoy process, \`--concurrency 1\`), ES256 token, ${REQUESTS} requests
+console.log(`Instructions per request (valgrind callgrind, whole Envoy process, \`--concurrency 1\`), ${REQUESTS} requests
 counted after ${WARMUP} uncounted ones, one keep-alive connection, \`GET /mcp\` answered by a \`direct_response\`; ${((Date.now() - started) / 60000).toFixed(1)} min.
 *× (2)* is the no-op filter's count over this one: the throughput ratio the counts predict when Envoy's core is the limit.
 

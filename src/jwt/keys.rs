@@ -5,6 +5,7 @@ use jwt_simple::prelude::*;
 use serde_json::{Map, Value};
 
 use super::alg::{Alg, KeyFamily};
+use super::p256_ecdsa::P256Key;
 use super::rsa_key::RsaKey;
 
 /// Shortest HMAC secret accepted (RFC 7518 §3.2: at least the hash size for HS256).
@@ -20,7 +21,8 @@ pub enum VerifyKey {
     HS512(HS512Key),
     /// RS256/384/512 and PS256/384/512, checked by `rsa_key` rather than `jwt-simple`.
     Rsa(RsaKey),
-    ES256(ES256PublicKey),
+    /// Checked by `p256_ecdsa` rather than `jwt-simple` (about 4× faster in V8).
+    ES256(P256Key),
     ES384(ES384PublicKey),
     EdDSA(Ed25519PublicKey),
 }
@@ -51,11 +53,15 @@ impl VerifyKey {
             VerifyKey::HS256(key) => key.verify_token::<C>(token, Some(options)),
             VerifyKey::HS384(key) => key.verify_token::<C>(token, Some(options)),
             VerifyKey::HS512(key) => key.verify_token::<C>(token, Some(options)),
-            VerifyKey::ES256(key) => key.verify_token::<C>(token, Some(options)),
             VerifyKey::ES384(key) => key.verify_token::<C>(token, Some(options)),
             VerifyKey::EdDSA(key) => key.verify_token::<C>(token, Some(options)),
             VerifyKey::Rsa(key) => {
                 super::jose::verify_token(key.alg().name(), token, &options, |signed, signature| {
+                    key.verify(signed, signature)
+                })
+            }
+            VerifyKey::ES256(key) => {
+                super::jose::verify_token("ES256", token, &options, |signed, signature| {
                     key.verify(signed, signature)
                 })
             }
@@ -287,7 +293,19 @@ fn build_public_key(alg: Alg, jwk: &str) -> Result<VerifyKey, jwt_simple::Error>
                     .ok_or(jwt_simple::JWTError::InvalidPublicKey)?,
             )
         }
-        Alg::ES256 => VerifyKey::ES256(ES256PublicKey::from_jwk(jwk)?),
+        // jwt-simple vets the JWK (the same rules and errors as before); p256_ecdsa checks with
+        // the point, which it vets again (coordinates below p, on the curve).
+        Alg::ES256 => {
+            let sec1 = ES256PublicKey::from_jwk(jwk)?
+                .public_key()
+                .to_bytes_uncompressed();
+            // 0x04 ‖ x ‖ y
+            let key = sec1
+                .get(1..33)
+                .zip(sec1.get(33..65))
+                .and_then(|(x, y)| P256Key::new(x, y));
+            VerifyKey::ES256(key.ok_or(jwt_simple::JWTError::InvalidPublicKey)?)
+        }
         Alg::ES384 => VerifyKey::ES384(ES384PublicKey::from_jwk(jwk)?),
         Alg::EdDSA => VerifyKey::EdDSA(Ed25519PublicKey::from_jwk(jwk)?),
         Alg::HS256 | Alg::HS384 | Alg::HS512 => {

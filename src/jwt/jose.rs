@@ -1,7 +1,7 @@
 //! The JWT rules `jwt-simple` applies around a signature check, for the keys whose signature
-//! this crate checks itself (`rsa_key`): the same compact form, header and claim checks, in the
-//! same order, with the same errors, so a token gets the same answer whichever key type it
-//! meets. (A differential test in `verify.rs` runs both on the same tokens.)
+//! this crate checks itself (`rsa_key`, `p256_ecdsa`): the same compact form, header and claim
+//! checks, in the same order, with the same errors, so a token gets the same answer whichever
+//! key type it meets. (Differential tests below run both on the same tokens.)
 
 use jwt_simple::prelude::*;
 use jwt_simple::JWTError;

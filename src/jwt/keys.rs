@@ -1,5 +1,6 @@
-//! Verification keys: JWK Sets (inline or fetched) and shared HMAC secrets, turned into
-//! `jwt-simple` key objects once, so no key is parsed on the request path.
+//! Verification keys: JWK Sets (inline or fetched) and shared HMAC secrets, turned into key
+//! objects once (`jwt-simple`'s, or `rsa_key`'s and `p256_ecdsa`'s for the algorithms this crate
+//! checks itself), so no key is parsed on the request path.
 
 use jwt_simple::prelude::*;
 use serde_json::{Map, Value};

@@ -1,7 +1,7 @@
 //! The JWT rules `jwt-simple` applies around a signature check, for the keys whose signature
-//! this crate checks itself (`rsa_key`): the same compact form, header and claim checks, in the
-//! same order, with the same errors, so a token gets the same answer whichever key type it
-//! meets. (A differential test in `verify.rs` runs both on the same tokens.)
+//! this crate checks itself (`rsa_key`, `p256_ecdsa`, `hmac_key`): the same compact form, header and claim
+//! checks, in the same order, with the same errors, so a token gets the same answer whichever
+//! key type it meets. (Differential tests below run both on the same tokens.)
 
 use jwt_simple::prelude::*;
 use jwt_simple::JWTError;
@@ -228,6 +228,7 @@ mod tests {
         ours: &VerifyKey,
     ) {
         let sign = |header: &str, payload: &str| {
+            let header = header.replace("RS256", alg);
             let input = format!("{}.{}", b64(header.as_bytes()), b64(payload.as_bytes()));
             let signature = sign(input.as_bytes());
             format!("{input}.{}", b64(&signature))
@@ -318,7 +319,7 @@ mod tests {
                     }
                     refused += 1;
                 }
-                (a, b) => panic!("for {token}: jwt-simple {a:?}, ours {b:?}"),
+                (a, b) => panic!("{alg} {token}: jwt-simple {a:?}, ours {b:?}"),
             }
         }
         assert!(
@@ -340,6 +341,32 @@ mod tests {
             |input| signer.sign(input).to_vec(),
             |token, options| theirs.verify_token(token, Some(options)),
             &ours,
+        );
+    }
+
+    /// The same for ES256: `jwt-simple`'s key (`p256`) and `p256_ecdsa`.
+    #[test]
+    fn es256_tokens_get_the_same_answer_as_from_jwt_simple() {
+        let pair = ES256KeyPair::generate();
+        let theirs = pair.public_key();
+        let jwk = theirs.to_jwk();
+        let (ours, _) = super::super::KeySet::from_jwks(
+            &serde_json::from_str::<Value>(&format!(r#"{{"keys":[{jwk}]}}"#)).unwrap(),
+            &[Alg::ES256],
+            super::super::KeySource::Inline,
+        )
+        .unwrap();
+        let ours = &ours.entries()[0].key;
+        assert!(matches!(ours, VerifyKey::ES256(_)));
+        let signer = p256::ecdsa::SigningKey::from_slice(&pair.to_bytes()).unwrap();
+        same_answers_as_jwt_simple(
+            "ES256",
+            |input| {
+                let signature: p256::ecdsa::Signature = signer.sign(input);
+                signature.to_bytes().to_vec()
+            },
+            |token, options| theirs.verify_token(token, Some(options)),
+            ours,
         );
     }
 

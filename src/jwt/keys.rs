@@ -1,5 +1,6 @@
-//! Verification keys: JWK Sets (inline or fetched) and shared HMAC secrets, turned into
-//! `jwt-simple` key objects once, so no key is parsed on the request path.
+//! Verification keys: JWK Sets (inline or fetched) and shared HMAC secrets, turned into key
+//! objects once (`jwt-simple`'s, or `rsa_key`'s, `p256_ecdsa`'s and `hmac_key`'s for the
+//! algorithms this crate checks itself), so no key is parsed on the request path.
 
 use jwt_simple::prelude::*;
 use serde_json::{Map, Value};
@@ -7,6 +8,7 @@ use serde_json::{Map, Value};
 use super::alg::{Alg, KeyFamily};
 use super::hmac_key::HmacKey;
 use super::jose::Check;
+use super::p256_ecdsa::P256Key;
 use super::rsa_key::RsaKey;
 
 /// Shortest HMAC secret accepted (RFC 7518 §3.2: at least the hash size for HS256).
@@ -21,7 +23,8 @@ pub enum VerifyKey {
     Hmac(HmacKey),
     /// RS256/384/512 and PS256/384/512, checked by `rsa_key` rather than `jwt-simple`.
     Rsa(RsaKey),
-    ES256(ES256PublicKey),
+    /// Checked by `p256_ecdsa` rather than `jwt-simple` (about 4× faster in V8).
+    ES256(P256Key),
     ES384(ES384PublicKey),
     EdDSA(Ed25519PublicKey),
 }
@@ -54,12 +57,18 @@ impl VerifyKey {
                 &options,
                 |signed, tag| key.verify(signed, tag),
             ),
-            VerifyKey::ES256(key) => key.verify_token::<C>(token, Some(options)),
             VerifyKey::ES384(key) => key.verify_token::<C>(token, Some(options)),
             VerifyKey::EdDSA(key) => key.verify_token::<C>(token, Some(options)),
             VerifyKey::Rsa(key) => super::jose::verify_token(
                 Check::Signature,
                 key.alg().name(),
+                token,
+                &options,
+                |signed, signature| key.verify(signed, signature),
+            ),
+            VerifyKey::ES256(key) => super::jose::verify_token(
+                Check::Signature,
+                "ES256",
                 token,
                 &options,
                 |signed, signature| key.verify(signed, signature),
@@ -285,7 +294,19 @@ fn build_public_key(alg: Alg, jwk: &str) -> Result<VerifyKey, jwt_simple::Error>
                     .ok_or(jwt_simple::JWTError::InvalidPublicKey)?,
             )
         }
-        Alg::ES256 => VerifyKey::ES256(ES256PublicKey::from_jwk(jwk)?),
+        // jwt-simple vets the JWK (the same rules and errors as before); p256_ecdsa checks with
+        // the point, which it vets again (coordinates below p, on the curve).
+        Alg::ES256 => {
+            let sec1 = ES256PublicKey::from_jwk(jwk)?
+                .public_key()
+                .to_bytes_uncompressed();
+            // 0x04 ‖ x ‖ y
+            let key = sec1
+                .get(1..33)
+                .zip(sec1.get(33..65))
+                .and_then(|(x, y)| P256Key::new(x, y));
+            VerifyKey::ES256(key.ok_or(jwt_simple::JWTError::InvalidPublicKey)?)
+        }
         Alg::ES384 => VerifyKey::ES384(ES384PublicKey::from_jwk(jwk)?),
         Alg::EdDSA => VerifyKey::EdDSA(Ed25519PublicKey::from_jwk(jwk)?),
         Alg::HS256 | Alg::HS384 | Alg::HS512 => {

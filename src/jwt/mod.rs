@@ -5,6 +5,7 @@ mod cache;
 mod hmac_key;
 mod jose;
 mod keys;
+mod limbs;
 mod p256_ecdsa;
 mod p256_field;
 mod p256_point;

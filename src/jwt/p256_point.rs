@@ -156,25 +156,7 @@ impl Jacobian {
         let z1z1 = self.z.square();
         let u2 = q.x.mul(z1z1);
         let s2 = q.y.mul(self.z).mul(z1z1);
-        let h = u2.sub(self.x);
-        let r = s2.sub(self.y);
-        if h.is_zero() {
-            return if r.is_zero() {
-                self.double()
-            } else {
-                Jacobian::INFINITY
-            };
-        }
-        let hh = h.square();
-        let hhh = h.mul(hh);
-        let v = self.x.mul(hh);
-        let x3 = r.square().sub(hhh).sub(v.double());
-        let y3 = r.mul(v.sub(x3)).sub(self.y.mul(hhh));
-        Jacobian {
-            x: x3,
-            y: y3,
-            z: self.z.mul(h),
-        }
+        self.add_with(self.x, self.y, u2.sub(self.x), s2.sub(self.y), self.z)
     }
 
     /// P + Q for Jacobian points, every case included (only used when tables are built).
@@ -191,8 +173,12 @@ impl Jacobian {
         let u2 = q.x.mul(z1z1);
         let s1 = self.y.mul(q.z).mul(z2z2);
         let s2 = q.y.mul(self.z).mul(z1z1);
-        let h = u2.sub(u1);
-        let r = s2.sub(s1);
+        self.add_with(u1, s1, u2.sub(u1), s2.sub(s1), self.z.mul(q.z))
+    }
+
+    /// The end of an addition once U1, S1, H = U2 − U1 and R = S2 − S1 are known (`z1z2` is
+    /// Z1·Z2, or Z1 when Q is affine): P = Q doubles, P = −Q gives infinity.
+    fn add_with(&self, u1: Fe, s1: Fe, h: Fe, r: Fe, z1z2: Fe) -> Jacobian {
         if h.is_zero() {
             return if r.is_zero() {
                 self.double()
@@ -208,7 +194,7 @@ impl Jacobian {
         Jacobian {
             x: x3,
             y: y3,
-            z: self.z.mul(q.z).mul(h),
+            z: z1z2.mul(h),
         }
     }
 }

@@ -108,21 +108,7 @@ pub fn square_wide(a: &U256) -> U512 {
             *top = carry as u32;
         }
     }
-    // Double the cross products and add the squares, two limbs per input limb.
-    let mut shifted_out = 0u64;
-    let mut carry = 0u64;
-    for (pair, &ai) in t.chunks_exact_mut(2).zip(a) {
-        let square = u64::from(ai) * u64::from(ai);
-        let [low, high] = pair else { continue };
-        let low2 = (u64::from(*low) << 1) | shifted_out;
-        let high2 = (u64::from(*high) << 1) | (low2 >> 32);
-        shifted_out = high2 >> 32;
-        let sum = (low2 & 0xffff_ffff) + (square & 0xffff_ffff) + carry;
-        *low = sum as u32;
-        let sum = (high2 & 0xffff_ffff) + (square >> 32) + (sum >> 32);
-        *high = sum as u32;
-        carry = sum >> 32;
-    }
+    super::limbs::double_and_add_squares(&mut t, a);
     t
 }
 

@@ -1,5 +1,5 @@
 // The resource-server side of the filter in real Envoy: challenges, protected-resource metadata,
-// CORS, token checks for HS256/ES256/RS256, identity headers, stats, health.
+// CORS, token checks for HS256/ES256/RS256/ES384/EdDSA, identity headers, stats, health.
 // One Envoy (several issuers and routes) in front of an echo backend serves every test here.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
@@ -23,12 +23,15 @@ import {
 const ISS_HS = "https://hs.issuer.test";
 const ISS_EC = "https://ec.issuer.test";
 const ISS_RS = "https://rs.issuer.test";
+const ISS_EC384 = "https://ec384.issuer.test";
+const ISS_ED = "https://ed.issuer.test";
 const AS = "https://auth.issuer.test";
 
-let envoy, echo, hs, hs2, ec, rs, ecOther, origin, RESOURCE;
+let envoy, echo, hs, hs2, ec, rs, ecOther, ec384, ed, origin, RESOURCE;
 
 before(async () => {
   [hs, hs2, ec, rs, ecOther] = [hsKey("hs-1"), hsKey("hs-2"), await keyPair("ES256", "ec-1"), await keyPair("RS256", "rs-1"), await keyPair("ES256", "ec-1")];
+  [ec384, ed] = [await keyPair("ES384", "ec384-1"), await keyPair("EdDSA", "ed-1")];
   echo = await startEcho();
   envoy = await startEnvoy({
     backendPort: echo.port,
@@ -41,6 +44,8 @@ before(async () => {
         { issuer: ISS_HS, algorithms: ["HS256"], secrets: [{ kid: hs.kid, value: hs.value }, { kid: hs2.kid, value_base64url: Buffer.from(hs2.value).toString("base64url") }] },
         { issuer: ISS_EC, jwks: { keys: [ec.publicJwk] } },
         { issuer: ISS_RS, jwks: { keys: [rs.publicJwk] } },
+        { issuer: ISS_EC384, jwks: { keys: [ec384.publicJwk] } },
+        { issuer: ISS_ED, jwks: { keys: [ed.publicJwk] } },
       ],
       routes: [
         { prefix: "/mcp", scopes: ["mcp:read"] },
@@ -261,6 +266,13 @@ T("valid RS256 token (inline JWKS), scp array, aud as an array: 200", async () =
   assert.equal(r.seen.body, "{}");
 });
 
+T("valid ES384 and EdDSA tokens (inline JWKS): 200", async () => {
+  for (const [key, iss] of [[ec384, ISS_EC384], [ed, ISS_ED]]) {
+    const token = await mint(key, claims({ iss, sub: `${key.alg}-user` }));
+    assertForwarded(await call("/mcp", { token }), "/mcp", { "x-mcp-subject": `${key.alg}-user`, "x-mcp-issuer": iss });
+  }
+});
+
 T("lowercase `bearer` scheme is accepted", async () => {
   const token = await mint(hs, claims());
   const r = await call("/mcp", { token, scheme: "bearer" });
@@ -318,6 +330,9 @@ const badTokens = {
   "tampered signature (HS256)": async () => ({ token: tamperSignature(await mint(hs, claims())), description: "The access token signature is invalid" }),
   "tampered signature (ES256)": async () => ({ token: tamperSignature(await mint(ec, claims({ iss: ISS_EC }))) }),
   "tampered signature (RS256)": async () => ({ token: tamperSignature(await mint(rs, claims({ iss: ISS_RS }))) }),
+  "tampered signature (ES384)": async () => ({ token: tamperSignature(await mint(ec384, claims({ iss: ISS_EC384 }))), description: "The access token signature is invalid" }),
+  "tampered signature (EdDSA)": async () => ({ token: tamperSignature(await mint(ed, claims({ iss: ISS_ED }))), description: "The access token signature is invalid" }),
+  "ES384 token signed by the EdDSA issuer's key type (algorithm not allowed)": async () => ({ token: await mint(ec384, claims({ iss: ISS_ED })) }),
   "tampered payload (scope elevated)": async () => ({ token: tamperPayload(await mint(rs, claims({ iss: ISS_RS })), { scope: "mcp:read mcp:admin mcp:write" }) }),
   "signed by another EC key with the same kid": async () => ({ token: await mint(ecOther, claims({ iss: ISS_EC })) }),
   "alg none": async () => ({ token: algNone(claims()) }),

@@ -370,6 +370,48 @@ mod tests {
         );
     }
 
+    /// The same for ES384 and EdDSA: `jwt-simple`'s keys and `curve_keys`.
+    #[test]
+    fn es384_and_eddsa_tokens_get_the_same_answer_as_from_jwt_simple() {
+        let key_from = |jwk: String, alg: Alg| {
+            let set = format!(r#"{{"keys":[{jwk}]}}"#);
+            let (keys, _) = super::super::KeySet::from_jwks(
+                &serde_json::from_str::<Value>(&set).unwrap(),
+                &[alg],
+                super::super::KeySource::Inline,
+            )
+            .unwrap();
+            keys
+        };
+        let es384 = ES384KeyPair::generate();
+        let theirs = es384.public_key();
+        let keys = key_from(theirs.to_jwk(), Alg::ES384);
+        let ours = &keys.entries()[0].key;
+        assert!(matches!(ours, VerifyKey::ES384(_)));
+        let signer = p384::ecdsa::SigningKey::from_slice(&es384.to_bytes()).unwrap();
+        same_answers_as_jwt_simple(
+            "ES384",
+            |input| {
+                let signature: p384::ecdsa::Signature = signer.sign(input);
+                signature.to_bytes().to_vec()
+            },
+            |token, options| theirs.verify_token(token, Some(options)),
+            ours,
+        );
+        let ed = Ed25519KeyPair::generate();
+        let theirs = ed.public_key();
+        let keys = key_from(theirs.to_jwk(), Alg::EdDSA);
+        let ours = &keys.entries()[0].key;
+        assert!(matches!(ours, VerifyKey::EdDSA(_)));
+        let signer = ed25519_compact::KeyPair::from_slice(&ed.to_bytes()).unwrap();
+        same_answers_as_jwt_simple(
+            "EdDSA",
+            |input| signer.sk.sign(input, None).to_vec(),
+            |token, options| theirs.verify_token(token, Some(options)),
+            ours,
+        );
+    }
+
     #[test]
     fn hmac_tokens_get_the_same_answer_as_from_jwt_simple() {
         let secret = crate::jwt::test_bytes(48, 7);

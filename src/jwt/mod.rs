@@ -2,6 +2,7 @@
 
 mod alg;
 mod cache;
+mod curve_keys;
 mod hmac_key;
 mod jose;
 mod keys;

@@ -129,7 +129,7 @@ fn read_u32(buffer: &[u8], at: usize) -> Option<usize> {
     usize::try_from(u32::from_le_bytes(bytes)).ok()
 }
 
-/// Serializes pairs the way the host does (for tests, and for the native profiling host).
+/// Serializes pairs the way the host does (for tests, and for bench/glue-profile's host).
 pub fn serialize<'a>(pairs: impl IntoIterator<Item = (&'a [u8], &'a [u8])> + Clone) -> Vec<u8> {
     let count = pairs.clone().into_iter().count();
     let mut out = Vec::new();

@@ -242,7 +242,7 @@ fn build(
             resource: resource.clone(),
             backend_credential: None,
             upstream_token: false,
-            metadata_url: crate::resource::metadata::metadata_url_at(&origin, "/"),
+            metadata_url: crate::resource::metadata::metadata_url(&origin, "/"),
         }],
         Some(routes) => routes
             .into_iter()
@@ -342,7 +342,7 @@ fn build(
         .unwrap_or_else(|| vec!["*".into()]);
     let config = Config {
         resource,
-        metadata_url: crate::resource::metadata::metadata_url_at(&origin, "/"),
+        metadata_url: crate::resource::metadata::metadata_url(&origin, "/"),
         origin,
         resource_name: raw.resource_name,
         resource_documentation: raw.resource_documentation,
@@ -687,7 +687,7 @@ fn build_route(
     };
     let prefix = normalize_prefix(&raw.prefix);
     Ok(Route {
-        metadata_url: crate::resource::metadata::metadata_url_at(origin, &prefix),
+        metadata_url: crate::resource::metadata::metadata_url(origin, &prefix),
         prefix,
         methods,
         scopes,

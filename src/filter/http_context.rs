@@ -142,14 +142,9 @@ fn log_decision(decision: &Decision) {
 /// so host calls made afterwards cannot re-enter a borrowed state.
 fn decide_now(state: &Rc<RefCell<VmState>>) -> (Decision, HeaderPairs) {
     let headers = host::request_headers();
-    let mut request = request_view(&headers);
-    let address = peer_address(&request);
-    request.client_address = address.as_deref();
-    let now_secs = host::now_ms() / 1000;
-    let vm = state.borrow();
-    let decision = vm.gateway.decide(&request, now_secs, &mut SharedStore);
-    record(&vm, &decision);
-    drop(vm);
+    let decision = decide_held(state, &headers, |gateway, request, now_secs| {
+        gateway.decide(request, now_secs, &mut SharedStore)
+    });
     (decision, headers)
 }
 
@@ -180,7 +175,8 @@ fn resume_store(
     })
 }
 
-/// A decision on a held request (its headers kept), recorded in stats and the log.
+/// A decision on a request whose headers are in hand, recorded in stats and the log. The
+/// borrow of the state ends with it.
 fn decide_held(
     state: &Rc<RefCell<VmState>>,
     headers: &HeaderPairs,
@@ -284,15 +280,9 @@ impl HttpContext for Http {
             };
         };
         if body_size > max_bytes {
-            let mut request = request_view(&headers);
-            let address = peer_address(&request);
-            request.client_address = address.as_deref();
-            let decision = {
-                let vm = self.state.borrow();
-                let decision = vm.gateway.decide_body_too_large(&request);
-                record(&vm, &decision);
-                decision
-            };
+            let decision = decide_held(&self.state, &headers, |gateway, request, _| {
+                gateway.decide_body_too_large(request)
+            });
             return self.apply(decision, headers, None, Phase::Body);
         }
         if !end_of_stream {

@@ -51,42 +51,23 @@ impl VerifyKey {
     where
         C: serde::Serialize + serde::de::DeserializeOwned,
     {
+        let check = match self {
+            VerifyKey::Hmac(_) => Check::Mac,
+            _ => Check::Signature,
+        };
+        super::jose::verify_token(check, self.alg().name(), token, &options, |signed, sig| {
+            self.signature_matches(signed, sig)
+        })
+    }
+
+    /// Whether `signature` signs (for HMAC: authenticates) `message` under this key.
+    fn signature_matches(&self, message: &[u8], signature: &[u8]) -> bool {
         match self {
-            VerifyKey::Hmac(key) => super::jose::verify_token(
-                Check::Mac,
-                key.alg().name(),
-                token,
-                &options,
-                |signed, tag| key.verify(signed, tag),
-            ),
-            VerifyKey::ES384(key) => super::jose::verify_token(
-                Check::Signature,
-                "ES384",
-                token,
-                &options,
-                |signed, signature| key.verify(signed, signature),
-            ),
-            VerifyKey::EdDSA(key) => super::jose::verify_token(
-                Check::Signature,
-                "EdDSA",
-                token,
-                &options,
-                |signed, signature| key.verify(signed, signature),
-            ),
-            VerifyKey::Rsa(key) => super::jose::verify_token(
-                Check::Signature,
-                key.alg().name(),
-                token,
-                &options,
-                |signed, signature| key.verify(signed, signature),
-            ),
-            VerifyKey::ES256(key) => super::jose::verify_token(
-                Check::Signature,
-                "ES256",
-                token,
-                &options,
-                |signed, signature| key.verify(signed, signature),
-            ),
+            VerifyKey::Hmac(key) => key.verify(message, signature),
+            VerifyKey::Rsa(key) => key.verify(message, signature),
+            VerifyKey::ES256(key) => key.verify(message, signature),
+            VerifyKey::ES384(key) => key.verify(message, signature),
+            VerifyKey::EdDSA(key) => key.verify(message, signature),
         }
     }
 }

@@ -6,13 +6,9 @@ use crate::config::Config;
 
 pub const PRM_PATH: &str = "/.well-known/oauth-protected-resource";
 
-/// The metadata URL clients should fetch for a route prefix (the root form for `/`).
-pub fn metadata_url(config: &Config, prefix: &str) -> String {
-    metadata_url_at(&config.origin, prefix)
-}
-
-/// The metadata URL for a route prefix on `origin` (the config keeps each route's, made once).
-pub fn metadata_url_at(origin: &str, prefix: &str) -> String {
+/// The metadata URL clients should fetch for a route prefix on `origin` (the root form for
+/// `/`). The config keeps each route's, made once at load.
+pub fn metadata_url(origin: &str, prefix: &str) -> String {
     let suffix = if prefix == "/" { "" } else { prefix };
     format!("{origin}{PRM_PATH}{suffix}")
 }

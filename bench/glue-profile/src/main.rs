@@ -55,20 +55,10 @@ unsafe fn give(value: &[u8], out: *mut *mut u8, out_size: *mut usize) {
     *out_size = value.len();
 }
 
+/// The header map as the host serializes it (the crate's own writer, which its reader is
+/// tested against).
 fn serialize(map: &[(String, String)]) -> Vec<u8> {
-    let mut out = Vec::new();
-    out.extend_from_slice(&(map.len() as u32).to_le_bytes());
-    for (k, v) in map {
-        out.extend_from_slice(&(k.len() as u32).to_le_bytes());
-        out.extend_from_slice(&(v.len() as u32).to_le_bytes());
-    }
-    for (k, v) in map {
-        out.extend_from_slice(k.as_bytes());
-        out.push(0);
-        out.extend_from_slice(v.as_bytes());
-        out.push(0);
-    }
-    out
+    mcp_oauth_wasm::header_pairs::serialize(map.iter().map(|(k, v)| (k.as_bytes(), v.as_bytes())))
 }
 
 fn with_map<T>(map_type: u32, f: impl FnOnce(&mut Vec<(String, String)>) -> T) -> Option<T> {
